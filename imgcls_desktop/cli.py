@@ -1,0 +1,323 @@
+"""The ``imgcls`` command: a thin shell over core.
+
+Exit status: 0 all done; 3 done but some inputs failed; 2 usage error; 1 nothing could be done.
+"""
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        print(f"imgcls: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser():
+    from .core.models import DEFAULT_PRESET, PRESETS
+
+    parser = _Parser(prog="imgcls", description="Train and use image classifiers from class folders.")
+    parser.add_argument("--version", action="version", version=f"imgcls {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("inspect", parents=[common], help="what is in a dataset folder, what is wrong with it")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--no-validate", action="store_true", help="skip decoding every file (faster)")
+
+    p = sub.add_parser("train", parents=[common], help="train a model on a dataset folder")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--out", type=Path, default=Path("model.keras"), help="model file to write (.keras)")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="train for this many seconds of wall-clock time instead of a number of epochs")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--validation-split", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--patience", type=int, default=10, help="early stopping patience in epochs (0: off)")
+    p.add_argument("--weights", help="local backbone weights file for transfer presets "
+                                     "(default: ImageNet weights, downloaded once and cached)")
+    p.add_argument("--augment", help="augmentation, e.g. 'flip,rotation=0.05,zoom=0.1,translation=0.1,"
+                                     "contrast=0.2' or 'none' (default: the preset's)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+
+    p = sub.add_parser("evaluate", parents=[common], help="accuracy, per-class metrics, confusion matrix")
+    p.add_argument("model", type=Path)
+    p.add_argument("dataset", type=Path)
+
+    p = sub.add_parser("predict", parents=[common], help="label image files and folders")
+    p.add_argument("model", type=Path)
+    p.add_argument("inputs", type=Path, nargs="+")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--csv", type=Path, help="also write one row per image to this CSV file")
+    return parser
+
+
+# -- output helpers ---------------------------------------------------------------------
+
+class _ProgressBar:
+    """A one-line bar on a terminal (stderr); silent when stderr is not a terminal."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled and sys.stderr is not None and sys.stderr.isatty()
+        self.last = 0.0
+
+    def show(self, fraction, text, force=False):
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < 0.1:
+            return
+        self.last = now
+        width = 28
+        filled = int(width * max(0.0, min(1.0, fraction)))
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {text}\033[K")
+        sys.stderr.flush()
+
+    def done(self):
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _log(args, message):
+    if not args.json:
+        print(message)
+
+
+def _duration(seconds):
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+# -- commands ---------------------------------------------------------------------------
+
+def cmd_inspect(args):
+    from .core.dataset import scan_dataset
+
+    bar = _ProgressBar(not args.json)
+    scan = scan_dataset(args.dataset, validate=not args.no_validate,
+                        on_progress=lambda d, t: bar.show(d / max(t, 1), f"checking {d}/{t} files"))
+    bar.done()
+    report = scan.to_dict()
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(f"{scan.root}: {scan.layout} layout, {len(scan.class_names)} classes, {scan.num_images} usable images")
+        counts = scan.counts()
+        splits = list(counts)
+        print(f"  {'class':24s}" + "".join(f"{s:>8s}" for s in splits))
+        for name in scan.class_names:
+            print(f"  {name[:24]:24s}" + "".join(f"{counts[s].get(name, 0):8d}" for s in splits))
+        ratio = scan.imbalance()
+        if ratio > 3:
+            print(f"  imbalance: the largest class is {ratio:.1f}x the smallest")
+        for problem in scan.problems:
+            print(f"  problem: {problem.path}: {problem.reason}")
+        for group in scan.duplicates:
+            print(f"  duplicates: {' = '.join(group)}")
+    return EXIT_PARTIAL if scan.problems else EXIT_OK
+
+
+def _parse_augment(text, default):
+    from dataclasses import replace
+
+    from .core.models import Augmentation
+
+    if text is None:
+        return default
+    if text.strip().lower() == "none":
+        return Augmentation(flip=False)
+    values = {"flip": False}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        if name not in ("flip", "rotation", "zoom", "translation", "contrast"):
+            raise _UsageError(f"unknown augmentation {name!r} in --augment")
+        try:
+            values[name] = True if name == "flip" else float(value or 0.1)
+        except ValueError:
+            raise _UsageError(f"--augment: {name} needs a number, got {value!r}") from None
+    return replace(Augmentation(flip=False), **values)
+
+
+class _UsageError(Exception):
+    pass
+
+
+def cmd_train(args):
+    from .core.dataset import scan_dataset
+    from .core.model_io import save_model
+    from .core.models import get_preset
+    from .core.training import TrainingConfig, train
+
+    out = args.out
+    if out.suffix.lower() != ".keras":
+        raise _UsageError(f"--out must end in .keras (got {out.name})")
+    if out.exists() and not args.force:
+        raise _UsageError(f"{out} exists; pass --force to overwrite it (it is only replaced once the new model is complete)")
+    preset = get_preset(args.preset)
+    augmentation = _parse_augment(args.augment, preset.augmentation)
+    config = TrainingConfig(
+        preset=args.preset, epochs=args.epochs, time_budget=args.time_budget,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, image_size=args.image_size,
+        validation_split=args.validation_split, seed=args.seed, augmentation=augmentation,
+        early_stopping_patience=args.patience or None, weights=args.weights or "imagenet",
+    )
+    scan = scan_dataset(args.dataset)
+    for problem in scan.problems:
+        print(f"imgcls: skipping {problem.path}: {problem.reason}", file=sys.stderr)
+    _log(args, f"Training {preset.title} on {scan.root} ({len(scan.class_names)} classes, "
+               f"{len(scan.splits[scan.training_split_name()])} images)")
+    bar = _ProgressBar(not args.json)
+
+    def on_progress(event):
+        if event.kind == "decode":
+            bar.show(event.fraction_done, event.message)
+        elif event.kind == "batch":
+            epochs = f"/{event.epochs}" if event.epochs else ""
+            metrics = " ".join(f"{k}={v:.3f}" for k, v in event.metrics.items() if k in ("loss", "accuracy"))
+            bar.show(event.fraction_done, f"epoch {event.epoch}{epochs} step {event.step}/{event.steps} "
+                     f"{metrics} {event.images_per_second:.0f} img/s, {_duration(event.seconds_left)} left")
+        elif event.kind == "epoch":
+            bar.show(event.fraction_done, "", force=True)
+            bar.done() if bar.enabled else None
+            if not args.json:
+                metrics = " ".join(f"{k}={v:.4f}" for k, v in event.metrics.items())
+                print(f"epoch {event.epoch}: {metrics}")
+
+    stop_event = threading.Event()
+    try:
+        result = train(scan, config, on_progress=on_progress, stop_event=stop_event)
+    except KeyboardInterrupt:
+        stop_event.set()
+        raise
+    save_model(result.model, out, result.metadata)
+    summary = result.summary(out)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        best = result.best_val_accuracy
+        print(f"Saved {out} (best epoch {result.best_epoch} of {result.epochs_run}"
+              + (f", validation accuracy {best:.3f}" if best is not None else "")
+              + f", {result.seconds:.0f} s, {result.stop_reason})")
+    for path, reason in result.skipped_files:
+        print(f"imgcls: skipped {path}: {reason}", file=sys.stderr)
+    return EXIT_PARTIAL if (scan.problems or result.skipped_files) else EXIT_OK
+
+
+def _load(path):
+    from .core.model_io import load_model
+
+    loaded = load_model(path)
+    for warning in loaded.warnings:
+        print(f"imgcls: warning: {warning}", file=sys.stderr)
+    return loaded
+
+
+def cmd_evaluate(args):
+    from .core.evaluation import evaluate_folder
+
+    loaded = _load(args.model)
+    report = evaluate_folder(loaded, args.dataset)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        print(f"accuracy {report.accuracy:.4f} on {len(report.y_true)} images ({report.split})")
+        print(f"  {'class':24s}{'precision':>10s}{'recall':>10s}{'f1':>10s}{'support':>9s}")
+        for name, row in report.per_class().items():
+            print(f"  {name[:24]:24s}{row['precision']:10.3f}{row['recall']:10.3f}{row['f1']:10.3f}{row['support']:9d}")
+        print("confusion matrix (rows: true, columns: predicted)")
+        for name, row in zip(report.class_names, report.confusion_matrix):
+            print(f"  {name[:16]:16s} " + " ".join(f"{v:5d}" for v in row))
+        mistakes = report.misclassified()
+        for row in mistakes[:10]:
+            print(f"  wrong: {row['path']}: {row['true']} -> {row['predicted']} ({row['confidence']:.2f})")
+        if len(mistakes) > 10:
+            print(f"  ... and {len(mistakes) - 10} more (use --json for all)")
+    for path, reason in report.errors:
+        print(f"imgcls: could not read {path}: {reason}", file=sys.stderr)
+    return EXIT_PARTIAL if report.errors else EXIT_OK
+
+
+def cmd_predict(args):
+    import csv
+
+    from .core.inference import Predictor
+
+    loaded = _load(args.model)
+    predictor = Predictor(loaded)
+    results = predictor.predict_paths(args.inputs, top_k=args.top_k)
+    if args.json:
+        print(json.dumps({"results": [r.to_dict() for r in results]}, indent=1))
+    else:
+        for r in results:
+            if r.ok:
+                others = ", ".join(f"{label} {p:.2f}" for label, p in r.top_k[1:])
+                print(f"{r.path}: {r.label} ({r.confidence:.2f})" + (f"  [{others}]" if others else ""))
+    for r in results:
+        if not r.ok:
+            print(f"imgcls: {r.path}: {r.error}", file=sys.stderr)
+    if args.csv:
+        with open(args.csv, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "label", "confidence", "top_k", "error"])
+            for r in results:
+                top = "; ".join(f"{label}:{p:.4f}" for label, p in r.top_k)
+                writer.writerow([r.path, r.label or "", f"{r.confidence:.6f}" if r.ok else "", top, r.error or ""])
+    if not results:
+        print("imgcls: no images found in the given inputs", file=sys.stderr)
+        return EXIT_FAILED
+    failed = sum(not r.ok for r in results)
+    if failed == len(results):
+        return EXIT_FAILED
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+COMMANDS = {"inspect": cmd_inspect, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
+
+
+def main(argv=None):
+    from .core.errors import ImgclsError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except _UsageError as exc:
+        print(f"imgcls: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ImgclsError as exc:
+        if args.debug:
+            import traceback
+            traceback.print_exc()
+        print(f"imgcls: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("imgcls: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # anything unexpected still gets one line, traceback on --debug
+        if args.debug:
+            import traceback
+            traceback.print_exc()
+        print(f"imgcls: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)",
+              file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

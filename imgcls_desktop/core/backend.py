@@ -1,0 +1,52 @@
+"""Import TensorFlow and Keras once, with the settings this app relies on.
+
+Every core module that needs Keras calls :func:`keras_module` instead of importing it at
+module top level, so that importing the dataset scanner (or starting the GUI) never pays
+the seconds ``import tensorflow`` costs.
+"""
+
+import os
+import threading
+
+_lock = threading.Lock()
+_keras = None
+
+
+def configure_environment():
+    """Set the environment before TensorFlow is imported; later calls change nothing."""
+    # A user's ~/.keras/keras.json must not switch us to another backend.
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    # TensorFlow's C++ INFO lines are noise for our users; warnings and errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+
+def keras_module():
+    """Return the ``keras`` module, importing TensorFlow on first use (thread-safe)."""
+    global _keras
+    if _keras is not None:
+        return _keras
+    with _lock:
+        if _keras is None:
+            configure_environment()
+            import keras
+            import tensorflow as tf
+
+            # A windowed (frozen) app has no stdout: Keras must never write progress bars.
+            keras.utils.disable_interactive_logging()
+            tf.get_logger().setLevel("ERROR")
+            _keras = keras
+    return _keras
+
+
+def tensorflow_module():
+    keras_module()
+    import tensorflow as tf
+
+    return tf
+
+
+def versions():
+    """Library versions for the About box and the model metadata."""
+    keras = keras_module()
+    tf = tensorflow_module()
+    return {"keras": keras.__version__, "tensorflow": tf.__version__}

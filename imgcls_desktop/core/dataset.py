@@ -1,0 +1,471 @@
+"""Scan a class-folder dataset, validate every file, and split it for training.
+
+Two layouts are understood: ``root/<class>/...`` ("flat") and
+``root/train|val|test/<class>/...`` ("split"). Every file that cannot be used is
+listed as a :class:`Problem` with its reason; nothing is dropped silently.
+"""
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DatasetError, ImageError, ImgclsError
+from .images import SUPPORTED_EXTENSIONS, is_ignored_name, validate_image
+
+SPLIT_FOLDER_KEYS = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
+_SPLIT_ORDER = ("train", "val", "test")
+EXPECTED_LAYOUT = "one sub-folder per class, or train/ val/ test/ folders holding class sub-folders"
+_SUPPORTED_LIST = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One usable image and its class index (into ``DatasetScan.class_names``)."""
+
+    path: Path
+    label: int
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One file or folder left out of the dataset, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class DatasetScan:
+    """What :func:`scan_dataset` found.
+
+    Attributes:
+        root: The dataset folder.
+        layout: ``"flat"`` or ``"split"``.
+        class_names: Sorted class names; an item's label indexes this list.
+        splits: ``{"all": items}`` for flat; keys among ``train``, ``val``, ``test`` for split.
+        problems: Every file excluded, with its reason.
+        duplicates: Groups (two or more paths) of byte-identical usable images.
+        split_folders: The folders each split was read from (``{"all": [root]}`` for flat).
+    """
+
+    root: Path
+    layout: str
+    class_names: list[str]
+    splits: dict[str, list[ImageItem]]
+    problems: list[Problem] = field(default_factory=list)
+    duplicates: list[list[str]] = field(default_factory=list)
+    split_folders: dict[str, list[Path]] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Usable images per split per class, classes with none included as 0."""
+        result = {}
+        for split, items in self.splits.items():
+            per_class = dict.fromkeys(self.class_names, 0)
+            for item in items:
+                per_class[self.class_names[item.label]] += 1
+            result[split] = per_class
+        return result
+
+    @property
+    def num_images(self) -> int:
+        """Usable images across all splits."""
+        return sum(len(items) for items in self.splits.values())
+
+    def training_split_name(self) -> str:
+        """The split training reads: ``"all"`` (flat) or ``"train"`` (split)."""
+        return "all" if self.layout == "flat" else "train"
+
+    def evaluation_split_name(self) -> str | None:
+        """``"test"`` if present, else ``"val"`` if present, else None."""
+        for name in ("test", "val"):
+            if name in self.splits:
+                return name
+        return None
+
+    def fingerprint(self) -> str:
+        """A stable hex digest of the usable files (relative path, size, mtime) and class names.
+
+        Stats the files now, so a later call tells whether the dataset changed on disk.
+        """
+        digest = hashlib.sha256()
+        digest.update("\0".join(self.class_names).encode("utf-8", "surrogatepass"))
+        entries = []
+        for items in self.splits.values():
+            for item in items:
+                try:
+                    stat = os.stat(item.path)
+                    size, mtime = stat.st_size, stat.st_mtime_ns
+                except OSError:
+                    size, mtime = -1, -1
+                entries.append((_relative(item.path, self.root), item.label, size, mtime))
+        for relative, label, size, mtime in sorted(entries):
+            digest.update(f"\n{relative}\0{label}\0{size}\0{mtime}".encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()
+
+    def imbalance(self) -> float:
+        """Largest over smallest class count in the training split (inf if a class has none)."""
+        counts = list(self.counts().get(self.training_split_name(), {}).values())
+        if not counts or min(counts) == 0:
+            return math.inf
+        return max(counts) / min(counts)
+
+    def to_dict(self) -> dict:
+        """The JSON summary the CLI prints and the GUI shows."""
+        return {
+            "root": str(self.root),
+            "layout": self.layout,
+            "class_names": list(self.class_names),
+            "splits": self.counts(),
+            "num_images": self.num_images,
+            "problems": [{"path": problem.path, "reason": problem.reason} for problem in self.problems],
+            "duplicates": [list(group) for group in self.duplicates],
+        }
+
+
+class ScanCancelled(ImgclsError):
+    """The scan was stopped through its ``stop_event``."""
+
+    def __init__(self, message="dataset scan cancelled"):
+        super().__init__(message)
+
+
+def _relative(path, root):
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def _check_stop(stop_event):
+    if stop_event is not None and stop_event.is_set():
+        raise ScanCancelled()
+
+
+def _dir_key(path):
+    # os.stat, not DirEntry.stat: on Windows the latter leaves st_ino and st_dev at zero.
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def _sorted_entries(folder):
+    with os.scandir(folder) as iterator:
+        return sorted(iterator, key=lambda entry: entry.name)
+
+
+def _classify(entry, visited):
+    """Return ``("dir" | "file" | "problem", reason)`` for one directory entry."""
+    try:
+        if entry.is_dir():  # follows symlinks, so linked folders are read too
+            key = _dir_key(entry.path)
+            if key in visited:
+                return "problem", "folder already scanned through another path (a symbolic link loop?); skipped"
+            visited.add(key)
+            return "dir", None
+        if entry.is_file():
+            return "file", None
+        if entry.is_symlink():
+            return "problem", "broken link: its target does not exist"
+        return "problem", "not a regular file; ignored"
+    except OSError as exc:
+        return "problem", f"could not be read ({exc.strerror or exc})"
+
+
+def _walk_files(folder, visited, stop_event=None):
+    """Yield ``(path, None)`` for each file under ``folder`` and ``(path, reason)`` for unusable entries.
+
+    Depth-first in name order; ignored names (hidden, OS clutter) are skipped entirely.
+    An explicit stack keeps very deep trees from hitting the recursion limit.
+    """
+    stack = [Path(folder)]
+    while stack:
+        _check_stop(stop_event)
+        current = stack.pop()
+        try:
+            entries = _sorted_entries(current)
+        except OSError as exc:
+            yield current, f"folder could not be read ({exc.strerror or exc})"
+            continue
+        subfolders = []
+        for entry in entries:
+            if is_ignored_name(entry.name):
+                continue
+            path = current / entry.name
+            kind, reason = _classify(entry, visited)
+            if kind == "dir":
+                subfolders.append(path)
+            elif kind == "file":
+                yield path, None
+            else:
+                yield path, reason
+        stack.extend(reversed(subfolders))
+
+
+def _read_folder(folder, visited, problems, what):
+    """Sub-folders of ``folder`` (name order); loose files and odd entries become problems."""
+    try:
+        entries = _sorted_entries(folder)
+    except OSError as exc:
+        raise DatasetError(f"Cannot read the folder {folder}: {exc.strerror or exc}.") from None
+    subfolders = []
+    for entry in entries:
+        if is_ignored_name(entry.name):
+            continue
+        path = Path(folder) / entry.name
+        kind, reason = _classify(entry, visited)
+        if kind == "dir":
+            subfolders.append(path)
+        elif kind == "file":
+            problems.append(Problem(str(path), f"not inside {what}; ignored"))
+        else:
+            problems.append(Problem(str(path), reason))
+    return subfolders
+
+
+def _hash_file(path):
+    digest = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _find_duplicates(paths, stop_event):
+    # Only files sharing a size can be identical, so most files are never read twice.
+    by_size = {}
+    for path in paths:
+        try:
+            by_size.setdefault(os.stat(path).st_size, []).append(path)
+        except OSError:
+            continue
+    by_hash = {}
+    for same_size in by_size.values():
+        if len(same_size) < 2:
+            continue
+        for path in same_size:
+            _check_stop(stop_event)
+            try:
+                by_hash.setdefault(_hash_file(path), []).append(str(path))
+            except OSError:
+                continue
+    return sorted(sorted(group) for group in by_hash.values() if len(group) > 1)
+
+
+def scan_dataset(root, *, validate=True, find_duplicates=True, on_progress=None, stop_event=None) -> DatasetScan:
+    """Scan a dataset folder: find classes and images, validate them, find duplicates.
+
+    Args:
+        root: The dataset folder, either ``root/<class>/...`` or ``root/train|val|test/<class>/...``.
+        validate: Fully decode every image (:func:`images.validate_image`) and list failures as problems.
+        find_duplicates: Report groups of byte-identical images.
+        on_progress: Optional ``callable(done, total)`` called as files are checked
+            (at most about every 1% or 50 files, and once at the end).
+        stop_event: Optional ``threading.Event``; when set, the scan raises :class:`ScanCancelled`.
+
+    Returns:
+        A :class:`DatasetScan`.
+
+    Raises:
+        DatasetError: ``root`` is missing, not a folder, or holds no class folders.
+        ScanCancelled: ``stop_event`` was set.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"The dataset folder {root} does not exist. Expected {EXPECTED_LAYOUT}.")
+    if not root.is_dir():
+        raise DatasetError(f"{root} is a file, not a folder. Choose a folder holding {EXPECTED_LAYOUT}.")
+    _check_stop(stop_event)
+
+    problems = []
+    visited = {_dir_key(root)}
+    top_folders = _read_folder(root, visited, problems, "a class folder")
+    is_split = any(folder.name.lower() == "train" for folder in top_folders)
+
+    split_folders = {}
+    if is_split:
+        for folder in top_folders:
+            key = SPLIT_FOLDER_KEYS.get(folder.name.lower())
+            if key is None:
+                problems.append(Problem(str(folder), "folder is not a split folder (train, val or test); ignored"))
+            else:
+                split_folders.setdefault(key, []).append(folder)
+        split_folders = {key: split_folders[key] for key in _SPLIT_ORDER if key in split_folders}
+        class_folders = {
+            key: [path for folder in folders for path in _read_folder(folder, visited, problems, "a class folder")]
+            for key, folders in split_folders.items()
+        }
+    else:
+        split_folders = {"all": [root]}
+        class_folders = {"all": top_folders}
+
+    class_names = sorted({folder.name for folders in class_folders.values() for folder in folders})
+    if not class_names:
+        loose = sum(1 for problem in problems if problem.reason.startswith("not inside"))
+        hint = f" It holds {loose} file(s) directly; move them into one folder per class." if loose else ""
+        raise DatasetError(f"No class folders found in {root}. Expected {EXPECTED_LAYOUT}.{hint}")
+    label_of = {name: index for index, name in enumerate(class_names)}
+
+    candidates = []  # (split, label, path)
+    for split, folders in class_folders.items():
+        for class_folder in folders:
+            for path, reason in _walk_files(class_folder, visited, stop_event):
+                if reason is not None:
+                    problems.append(Problem(str(path), reason))
+                elif path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+                    kind = f"'{path.suffix.lower()}'" if path.suffix else "(no extension)"
+                    problems.append(Problem(str(path), f"unsupported file type {kind}; supported: {_SUPPORTED_LIST}"))
+                else:
+                    candidates.append((split, label_of[class_folder.name], path))
+
+    splits = {split: [] for split in class_folders}
+    total = len(candidates)
+    step = max(1, min(50, total // 100))
+    if on_progress is not None:
+        on_progress(0, total)
+    for done, (split, label, path) in enumerate(candidates, start=1):
+        _check_stop(stop_event)
+        try:
+            if validate:
+                validate_image(path)
+        except ImageError as exc:
+            problems.append(Problem(str(path), exc.reason))
+        else:
+            splits[split].append(ImageItem(path, label))
+        if on_progress is not None and (done % step == 0 or done == total):
+            on_progress(done, total)
+
+    problems.sort(key=lambda problem: problem.path)
+    duplicates = []
+    if find_duplicates:
+        duplicates = _find_duplicates([item.path for items in splits.values() for item in items], stop_event)
+    return DatasetScan(root=root, layout="split" if is_split else "flat", class_names=class_names,
+                       splits=splits, problems=problems, duplicates=duplicates, split_folders=split_folders)
+
+
+def _class_folder_text(scan, split, class_name):
+    folders = [folder / class_name for folder in scan.split_folders.get(split, [scan.root])]
+    existing = [str(folder) for folder in folders if folder.is_dir()]
+    return ", ".join(existing) if existing else str(folders[0])
+
+
+def _problems_under(scan, folder_text):
+    prefixes = tuple(part + os.sep for part in folder_text.split(", "))
+    return [problem for problem in scan.problems if problem.path.startswith(prefixes)]
+
+
+def check_trainable(scan: DatasetScan) -> None:
+    """Refuse, with a message saying what is missing, a scan that training cannot use.
+
+    Raises:
+        DatasetError: Fewer than two classes have usable images in the training split,
+            or some class has none there.
+    """
+    split = scan.training_split_name()
+    counts = scan.counts().get(split, dict.fromkeys(scan.class_names, 0))
+    where = ", ".join(str(folder) for folder in scan.split_folders.get(split, [scan.root]))
+    with_images = [name for name, count in counts.items() if count > 0]
+    if len(with_images) < 2:
+        noun = "class" if len(with_images) == 1 else "classes"
+        excluded = f" ({len(scan.problems)} file(s) were excluded as problems.)" if scan.problems else ""
+        raise DatasetError(
+            f"Found {len(with_images)} {noun} with images in {where}; need at least two class folders, "
+            f"each holding images. Expected {EXPECTED_LAYOUT}.{excluded}")
+    for name, count in counts.items():
+        if count:
+            continue
+        folder = _class_folder_text(scan, split, name)
+        bad = _problems_under(scan, folder)
+        detail = f" {len(bad)} of its file(s) could not be used (for example: {bad[0].reason})." if bad else ""
+        raise DatasetError(
+            f"Class '{name}' has no usable image in the training data (folder {folder}).{detail} "
+            f"Add images to that folder or remove it.")
+
+
+def split_train_validation(scan: DatasetScan, validation_split=0.2,
+                           seed=1337) -> tuple[list[ImageItem], list[ImageItem]]:
+    """Split the training images into training and validation lists.
+
+    A ``val`` split folder, when present, is used as-is and ``validation_split`` is
+    ignored. Otherwise each class gives ``round(n * validation_split)`` images (at
+    least one) to validation, drawn with ``numpy.random.default_rng(seed)``.
+
+    Args:
+        scan: A :class:`DatasetScan`.
+        validation_split: Fraction held out, in ``[0, 0.9)``; 0 means no validation.
+        seed: Seed for the draw; the same seed gives the same split.
+
+    Returns:
+        ``(train_items, validation_items)``.
+
+    Raises:
+        DatasetError: The scan cannot be trained on, the fraction is out of range, or
+            the split would leave a class with no training or no validation image.
+    """
+    try:
+        fraction = float(validation_split)
+    except (TypeError, ValueError):
+        fraction = math.nan
+    if not 0.0 <= fraction < 0.9:
+        raise DatasetError(f"The validation split must be at least 0 and below 0.9. Received: {validation_split!r}")
+    check_trainable(scan)
+    train_items = list(scan.splits[scan.training_split_name()])
+    if "val" in scan.splits:
+        return train_items, list(scan.splits["val"])
+    if fraction == 0.0:
+        return train_items, []
+
+    rng = np.random.default_rng(seed)
+    held_out = set()
+    for label, name in enumerate(scan.class_names):
+        indices = [index for index, item in enumerate(train_items) if item.label == label]
+        count = len(indices)
+        num_validation = max(1, round(count * fraction))
+        if count - num_validation < 1:
+            raise DatasetError(
+                f"Class '{name}' has only {count} image(s): too few to keep {num_validation} for validation "
+                f"and still train on it. Add images to that class or set the validation split to 0.")
+        chosen = rng.permutation(count)[:num_validation]
+        held_out.update(indices[position] for position in chosen)
+    # Scan order kept in both lists, so the split reads the same wherever it is shown.
+    training = [item for index, item in enumerate(train_items) if index not in held_out]
+    validation = [item for index, item in enumerate(train_items) if index in held_out]
+    return training, validation
+
+
+def collect_image_files(inputs) -> list[Path]:
+    """Expand files and folders given for prediction into a list of files.
+
+    Files are kept as given (even unsupported or missing ones, so the caller can
+    answer each); folders are expanded recursively to supported image files.
+
+    Args:
+        inputs: Paths (str or Path), or a single path.
+
+    Returns:
+        Paths in input order, without duplicates.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    result, seen = [], set()
+
+    def add(path):
+        key = os.path.normcase(os.path.abspath(path))
+        if key not in seen:
+            seen.add(key)
+            result.append(Path(path))
+
+    for given in inputs:
+        path = Path(given)
+        if not path.is_dir():
+            add(path)
+            continue
+        visited = {_dir_key(path)}
+        for found, _reason in _walk_files(path, visited):
+            # Broken links keep their place so the caller can say "file not found".
+            if found.suffix.lower() in SUPPORTED_EXTENSIONS:
+                add(found)
+    return result

@@ -1,0 +1,255 @@
+"""Architectures and the presets users pick by name.
+
+Every model takes raw RGB pixels (float32, 0-255, shape ``(batch, height, width, 3)``) and
+returns class probabilities: the preprocessing lives inside the graph, so a saved or
+exported model needs no code from this app. The last two layers are always ``logits``
+(Dense) and ``probabilities`` (Softmax), which calibration and heat maps rely on.
+"""
+
+from dataclasses import dataclass, field
+
+from .backend import keras_module
+from .errors import ImgclsError, WeightsUnavailableError
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random changes applied to training batches (never at inference)."""
+
+    flip: bool = True
+    rotation: float = 0.0  # fraction of a full turn, as keras.layers.RandomRotation
+    zoom: float = 0.0
+    translation: float = 0.0  # fraction of the image size
+    contrast: float = 0.0
+
+    def to_dict(self):
+        return dict(self.__dict__)
+
+    @property
+    def is_identity(self):
+        return not (self.flip or self.rotation or self.zoom or self.translation or self.contrast)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    title: str
+    description: str
+    kind: str  # "scratch" or "transfer"
+    image_size: int
+    batch_size: int
+    learning_rate: float
+    epochs: int
+    optimizer: str  # "adam" or "sgd"
+    label_smoothing: float = 0.0
+    jit_compile: bool = False
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    backbone: str | None = None  # keras.applications class name for transfer presets
+
+
+PRESETS = {
+    preset.name: preset
+    for preset in [
+        Preset(
+            name="small_cnn",
+            title="Small CNN (from scratch)",
+            description="A fast BatchNorm CNN for small images; trains from scratch in minutes on a CPU.",
+            kind="scratch",
+            image_size=32,
+            batch_size=128,
+            learning_rate=0.2,
+            epochs=20,
+            optimizer="sgd",
+            label_smoothing=0.1,
+            augmentation=Augmentation(flip=True, translation=0.1),
+        ),
+        Preset(
+            name="tutorial_cnn",
+            title="Tutorial CNN (for comparison)",
+            description="The three-conv CNN of the TensorFlow tutorial, trained the usual way (Adam, batch 32).",
+            kind="scratch",
+            image_size=32,
+            batch_size=32,
+            learning_rate=1e-3,
+            epochs=10,
+            optimizer="adam",
+            augmentation=Augmentation(flip=False),
+        ),
+        Preset(
+            name="mobilenet_v2",
+            title="MobileNetV2 (transfer, ImageNet)",
+            description="A frozen ImageNet MobileNetV2 with a new classifier head; good for photos.",
+            kind="transfer",
+            image_size=160,
+            batch_size=32,
+            learning_rate=1e-3,
+            epochs=10,
+            optimizer="adam",
+            augmentation=Augmentation(flip=True, rotation=0.05, zoom=0.1),
+            backbone="MobileNetV2",
+        ),
+        Preset(
+            name="efficientnet_b0",
+            title="EfficientNetB0 (transfer, ImageNet)",
+            description="A frozen ImageNet EfficientNetB0 with a new classifier head; more accurate, slower.",
+            kind="transfer",
+            image_size=224,
+            batch_size=32,
+            learning_rate=1e-3,
+            epochs=10,
+            optimizer="adam",
+            augmentation=Augmentation(flip=True, rotation=0.05, zoom=0.1),
+            backbone="EfficientNetB0",
+        ),
+    ]
+}
+DEFAULT_PRESET = "small_cnn"
+
+
+def get_preset(name):
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ImgclsError(
+            f"Unknown preset {name!r}. Choose one of: {', '.join(PRESETS)}."
+        ) from None
+
+
+def _head(keras, features, num_classes, dropout=0.0):
+    if dropout:
+        features = keras.layers.Dropout(dropout, name="head_dropout")(features)
+    logits = keras.layers.Dense(num_classes, name="logits")(features)
+    return keras.layers.Softmax(name="probabilities")(logits)
+
+
+def _conv_bn(keras, x, filters, name):
+    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def build_small_cnn(num_classes, image_size, widths=(24, 48, 96, 192), residual_stage=2):
+    """Conv-BN-ReLU stages of doubling width, each halving the resolution.
+
+    About 28 MFLOP per 32x32 image: small enough for several CIFAR-10 epochs in five
+    minutes on two cores, and BatchNorm lets it take the large learning rates that make
+    few epochs count. The stem stays narrow because on a CPU the full-resolution layers
+    cost memory bandwidth far beyond their FLOPs.
+    """
+    keras = keras_module()
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    x = _conv_bn(keras, x, widths[0], "stem")
+    for stage, filters in enumerate(widths[1:], start=1):
+        x = keras.layers.MaxPooling2D(2, name=f"pool{stage}")(x)
+        x = _conv_bn(keras, x, filters, f"stage{stage}")
+        if stage == residual_stage:
+            shortcut = x
+            x = _conv_bn(keras, x, filters, f"stage{stage}b")
+            x = keras.layers.Add(name=f"stage{stage}_add")([x, shortcut])
+    x = keras.layers.GlobalMaxPooling2D(name="pool_global")(x)
+    return keras.Model(inputs, _head(keras, x, num_classes), name="small_cnn")
+
+
+def build_tutorial_cnn(num_classes, image_size):
+    """The TensorFlow tutorial's CNN (Conv32-Pool-Conv64-Pool-Conv64-Dense64)."""
+    keras = keras_module()
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    x = keras.layers.Conv2D(32, 3, activation="relu", name="conv1")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    x = keras.layers.Conv2D(64, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
+    x = keras.layers.Conv2D(64, 3, activation="relu", name="conv3")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(64, activation="relu", name="dense")(x)
+    return keras.Model(inputs, _head(keras, x, num_classes), name="tutorial_cnn")
+
+
+# Per backbone: how raw 0-255 pixels become what its ImageNet weights expect.
+_BACKBONE_SCALING = {
+    "MobileNetV2": (1.0 / 127.5, -1.0),
+    "EfficientNetB0": None,  # EfficientNet rescales and normalises inside its own graph
+}
+
+
+def build_transfer(num_classes, image_size, backbone_name, weights="imagenet"):
+    """A frozen ``keras.applications`` backbone under a new softmax head.
+
+    Args:
+        weights: "imagenet" (downloaded and cached by Keras the standard way), a path to a
+            local weights file, or None for random initialisation (tests only).
+    """
+    keras = keras_module()
+    constructor = getattr(keras.applications, backbone_name)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    scaling = _BACKBONE_SCALING[backbone_name]
+    x = inputs
+    if scaling is not None:
+        x = keras.layers.Rescaling(scaling[0], offset=scaling[1], name="scale")(x)
+    try:
+        backbone = constructor(
+            include_top=False,
+            weights=weights,
+            input_shape=(image_size, image_size, 3),
+            pooling="avg",
+        )
+    except (OSError, ValueError, ConnectionError) as exc:
+        if weights == "imagenet":
+            raise WeightsUnavailableError(
+                f"Could not download the ImageNet weights for {backbone_name} ({exc}). "
+                "Connect to the internet once (Keras caches them in ~/.keras/models), "
+                "pass --weights PATH to a local weights file, or use a from-scratch preset."
+            ) from exc
+        raise WeightsUnavailableError(
+            f"Could not load backbone weights from {weights} for {backbone_name}: {exc}. "
+            f"Expected a Keras weights file for {backbone_name} without its top layers "
+            "(for example '..._no_top.h5' or a '.weights.h5' file)."
+        ) from exc
+    except Exception as exc:  # urllib raises URLError/HTTPError wrapped as generic Exception
+        if weights == "imagenet" and "URL fetch failure" in str(exc):
+            raise WeightsUnavailableError(
+                f"Could not download the ImageNet weights for {backbone_name}: {exc}. "
+                "Pass --weights PATH to a local weights file, or use a from-scratch preset."
+            ) from exc
+        raise
+    backbone.trainable = False
+    # training=False keeps the frozen BatchNorm layers in inference mode during fit.
+    x = backbone(x, training=False)
+    outputs = _head(keras, x, num_classes, dropout=0.2)
+    return keras.Model(inputs, outputs, name=f"{backbone_name.lower()}_transfer")
+
+
+def build_model(preset, num_classes, image_size=None, weights="imagenet"):
+    """Build the model of a preset (a name or a :class:`Preset`)."""
+    if isinstance(preset, str):
+        preset = get_preset(preset)
+    image_size = image_size or preset.image_size
+    if preset.name == "small_cnn":
+        return build_small_cnn(num_classes, image_size)
+    if preset.name == "tutorial_cnn":
+        return build_tutorial_cnn(num_classes, image_size)
+    return build_transfer(num_classes, image_size, preset.backbone, weights=weights)
+
+
+def forward_flops(model):
+    """Multiply-adds x 2 of the Conv2D and Dense layers for one image (the benchmark's unit)."""
+    flops = 0
+    for layer in _all_layers(model):
+        kind = type(layer).__name__
+        if kind in ("Conv2D", "DepthwiseConv2D"):
+            out_shape = layer.output.shape
+            kernel = layer.kernel.shape
+            k = kernel[0] * kernel[1] * kernel[2] * (kernel[3] if kind == "Conv2D" else 1)
+            flops += 2 * out_shape[1] * out_shape[2] * k
+        elif kind == "Dense":
+            flops += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+    return int(flops)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+        else:
+            yield layer

@@ -1,0 +1,383 @@
+"""The training loop: Keras fit driven by plain callables and a stop event.
+
+Core knows nothing about Qt: progress leaves through ``on_progress(TrainingProgress)``,
+and a ``threading.Event`` asks for a stop, which Keras honours after the current batch.
+"""
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from .. import __version__
+from .backend import keras_module, versions
+from .dataset import scan_dataset, split_train_validation
+from .errors import TrainingError
+from .models import Augmentation, build_model, forward_flops, get_preset
+from .pipeline import Cancelled, build_augmenter, decode_items, make_dataset
+
+
+@dataclass
+class TrainingConfig:
+    """What to train. ``None`` means "the preset's default"."""
+
+    preset: str = "small_cnn"
+    epochs: int | None = None
+    time_budget: float | None = None  # seconds of wall-clock training; overrides epochs
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    image_size: int | None = None
+    validation_split: float = 0.2
+    seed: int = 1337
+    augmentation: Augmentation | None = None
+    early_stopping_patience: int | None = 10  # epochs without improvement; None disables
+    weights: str | None = "imagenet"  # transfer presets: "imagenet", a local file, or None
+
+    def resolved(self):
+        """A copy with every preset default filled in."""
+        preset = get_preset(self.preset)
+        return replace(
+            self,
+            epochs=self.epochs or preset.epochs,
+            batch_size=self.batch_size or preset.batch_size,
+            learning_rate=self.learning_rate or preset.learning_rate,
+            image_size=self.image_size or preset.image_size,
+            augmentation=self.augmentation if self.augmentation is not None else preset.augmentation,
+        )
+
+    def to_dict(self):
+        data = asdict(self)
+        if self.augmentation is not None:
+            data["augmentation"] = self.augmentation.to_dict()
+        return data
+
+
+@dataclass
+class TrainingProgress:
+    """One progress event. ``kind`` is "decode", "batch" or "epoch"."""
+
+    kind: str
+    epoch: int = 0  # 1-based
+    epochs: int | None = None  # None under a time budget (the count is not known in advance)
+    step: int = 0
+    steps: int = 0
+    metrics: dict = field(default_factory=dict)
+    images_per_second: float = 0.0
+    seconds_elapsed: float = 0.0
+    seconds_left: float | None = None
+    fraction_done: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class TrainingResult:
+    model: object
+    class_names: list
+    history: dict
+    epochs_run: int
+    best_epoch: int
+    best_val_accuracy: float | None
+    seconds: float
+    stopped_by_user: bool
+    stop_reason: str
+    metadata: dict
+    skipped_files: list  # (path, reason) of files that failed to decode at training time
+
+    def summary(self, model_path=None):
+        """The ``train --json`` document."""
+        return {
+            "model": str(model_path) if model_path else None,
+            "class_names": list(self.class_names),
+            "epochs_run": self.epochs_run,
+            "best_val_accuracy": self.best_val_accuracy,
+            "seconds": round(self.seconds, 2),
+            "history": self.history,
+        }
+
+
+def _make_callbacks(keras):
+    """Keras callbacks adapting our callables; defined lazily because Keras loads lazily."""
+
+    class ProgressForwarder(keras.callbacks.Callback):
+        def __init__(self, run):
+            super().__init__()
+            self.run = run
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.run.batch_ended(batch, logs or {})
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.run.epoch_began(epoch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.run.epoch_ended(epoch, logs or {})
+
+    return ProgressForwarder
+
+
+class _Run:
+    """State of one fit: the schedule, the stop rules, the best weights, the events."""
+
+    def __init__(self, model, config, steps_per_epoch, batch_size, on_progress, stop_event,
+                 has_validation):
+        self.model = model
+        self.config = config
+        self.steps = steps_per_epoch
+        self.batch_size = batch_size
+        self.on_progress = on_progress
+        self.stop_event = stop_event
+        self.monitor = "val_accuracy" if has_validation else "accuracy"
+        self.start = time.perf_counter()
+        self.epoch_start = self.start
+        self.epoch = 0
+        self.best_value = -math.inf
+        self.best_epoch = 0
+        self.best_weights = None
+        self.epochs_without_improvement = 0
+        self.history = {}
+        self.stopped_by_user = False
+        self.diverged = None
+        self.stop_reason = "finished"
+        self.tail_seconds = 0.0  # time an epoch spends after its last batch (validation)
+        self.total_steps_done = 0
+        self.peak_lr = config.learning_rate
+        self.warmup = 0.15  # fraction of training spent ramping the learning rate up
+
+    # -- schedule ---------------------------------------------------------------
+    def fraction_done(self):
+        if self.config.time_budget:
+            usable = max(1e-6, self.config.time_budget - self.tail_seconds)
+            return min(1.0, (time.perf_counter() - self.start) / usable)
+        return min(1.0, self.total_steps_done / max(1, self.steps * self.config.epochs))
+
+    def learning_rate(self, fraction):
+        # One cycle: linear warm-up, then linear decay to zero at the end of the budget.
+        if fraction < self.warmup:
+            return self.peak_lr * (0.1 + 0.9 * fraction / self.warmup)
+        return self.peak_lr * max(0.0, 1.0 - fraction) / (1.0 - self.warmup)
+
+    def set_learning_rate(self):
+        self.model.optimizer.learning_rate.assign(self.learning_rate(self.fraction_done()))
+
+    # -- events -----------------------------------------------------------------
+    def epoch_began(self, epoch):
+        self.epoch = epoch + 1
+        self.epoch_start = time.perf_counter()
+        self.set_learning_rate()
+
+    def batch_ended(self, batch, logs):
+        now = time.perf_counter()
+        self.total_steps_done += 1
+        loss = logs.get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged = (self.epoch, batch + 1)
+            self.model.stop_training = True
+            return
+        fraction = self.fraction_done()
+        if self.config.time_budget and fraction >= 1.0:
+            self.stop_reason = "time budget reached"
+            self.model.stop_training = True
+        self.set_learning_rate()
+        elapsed_epoch = now - self.epoch_start
+        images_per_second = (batch + 1) * self.batch_size / max(elapsed_epoch, 1e-6)
+        self._emit(
+            "batch", step=batch + 1, metrics={k: float(v) for k, v in logs.items()},
+            images_per_second=images_per_second, fraction=fraction,
+        )
+        # Checked after the event, so a stop asked for while handling it ends the fit now.
+        if self.stop_event is not None and self.stop_event.is_set():
+            self.stopped_by_user = True
+            self.stop_reason = "stopped by user"
+            self.model.stop_training = True
+
+    def epoch_ended(self, epoch, logs):
+        logs = {k: float(v) for k, v in logs.items() if k != "learning_rate"}
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+        self.history.setdefault("learning_rate", []).append(
+            float(np.asarray(self.model.optimizer.learning_rate))
+        )
+        value = logs.get(self.monitor, logs.get("accuracy", -math.inf))
+        if self.diverged is None and value > self.best_value:
+            self.best_value = value
+            self.best_epoch = epoch + 1
+            # A copy in memory: restoring it is instant and never touches the disk.
+            self.best_weights = [w.copy() for w in self.model.get_weights()]
+            self.epochs_without_improvement = 0
+        else:
+            self.epochs_without_improvement += 1
+        patience = self.config.early_stopping_patience
+        if (patience and not self.config.time_budget
+                and self.epochs_without_improvement >= patience):
+            self.stop_reason = f"early stopping: no improvement for {patience} epochs"
+            self.model.stop_training = True
+        self._emit("epoch", step=self.steps, metrics=logs, fraction=self.fraction_done())
+
+    def note_validation_time(self, seconds):
+        self.tail_seconds = max(self.tail_seconds, seconds)
+
+    def _emit(self, kind, step, metrics, images_per_second=0.0, fraction=0.0):
+        if self.on_progress is None:
+            return
+        elapsed = time.perf_counter() - self.start
+        if self.config.time_budget:
+            seconds_left = max(0.0, self.config.time_budget - elapsed)
+        elif fraction > 0:
+            seconds_left = elapsed / fraction - elapsed
+        else:
+            seconds_left = None
+        self.on_progress(TrainingProgress(
+            kind=kind, epoch=self.epoch,
+            epochs=None if self.config.time_budget else self.config.epochs,
+            step=step, steps=self.steps, metrics=metrics,
+            images_per_second=images_per_second, seconds_elapsed=elapsed,
+            seconds_left=seconds_left, fraction_done=fraction,
+        ))
+
+
+def _optimizer(keras, preset, learning_rate):
+    if preset.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True,
+                                    weight_decay=5e-4)
+    return keras.optimizers.Adam(learning_rate=learning_rate)
+
+
+def train(dataset, config=None, *, on_progress=None, stop_event=None):
+    """Train a classifier on a class-folder dataset.
+
+    Args:
+        dataset: a folder path or a :class:`dataset.DatasetScan`.
+        config: a :class:`TrainingConfig` (defaults if None).
+        on_progress: called with :class:`TrainingProgress` events, from this thread.
+        stop_event: a ``threading.Event``; when set, training stops after the current
+            batch and the best model so far is returned.
+
+    Returns:
+        A :class:`TrainingResult` whose ``model`` holds the best weights seen.
+
+    Raises:
+        DatasetError: the dataset cannot be trained on (the message says why).
+        TrainingError: training diverged, or was stopped before any epoch finished.
+    """
+    keras = keras_module()
+    config = (config or TrainingConfig()).resolved()
+    preset = get_preset(config.preset)
+    scan = dataset if hasattr(dataset, "splits") else scan_dataset(dataset)
+    train_items, val_items = split_train_validation(scan, config.validation_split, config.seed)
+    num_classes = len(scan.class_names)
+    size = config.image_size
+
+    def decode_progress(done, total):
+        if on_progress is not None:
+            on_progress(TrainingProgress(kind="decode", step=done, steps=total,
+                                         fraction_done=done / max(1, total),
+                                         message=f"Reading images {done}/{total}"))
+
+    start = time.perf_counter()
+    try:
+        x_train, y_train, skipped = decode_items(train_items, size, on_progress=decode_progress,
+                                                 stop_event=stop_event)
+        x_val, y_val, skipped_val = decode_items(val_items, size, stop_event=stop_event)
+    except Cancelled:
+        raise TrainingError("Training was stopped before it started; no model was made.") from None
+    skipped = skipped + skipped_val
+    present = set(np.unique(y_train).tolist())
+    missing = [scan.class_names[i] for i in range(num_classes) if i not in present]
+    if missing:
+        raise TrainingError(
+            f"No readable training image left for class(es) {', '.join(missing)} "
+            "(files changed since the folder was scanned). Rescan the folder and try again."
+        )
+
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(preset, num_classes, size, weights=config.weights)
+    model.compile(
+        optimizer=_optimizer(keras, preset, config.learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=preset.label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=preset.jit_compile,
+    )
+    batch_size = min(config.batch_size, len(x_train))
+    augmenter = build_augmenter(config.augmentation, config.seed)
+    train_data = make_dataset(x_train, y_train, num_classes, batch_size, shuffle=True,
+                              augmenter=augmenter, seed=config.seed)
+    val_data = (make_dataset(x_val, y_val, num_classes, batch_size, shuffle=False)
+                if len(x_val) else None)
+    steps = math.ceil(len(x_train) / batch_size)
+    run = _Run(model, config, steps, batch_size, on_progress, stop_event,
+               has_validation=val_data is not None)
+    forwarder = _make_callbacks(keras)(run)
+    # Under a time budget the epoch count is open: the run stops itself when time is up.
+    epochs = 100_000 if config.time_budget else config.epochs
+    callbacks = [forwarder, _ValidationTimer(keras, run)]
+    model.fit(train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks, verbose=0,
+              shuffle=False)  # the tf.data pipeline shuffles
+
+    if run.diverged is not None:
+        epoch, step = run.diverged
+        raise TrainingError(
+            f"Training diverged: the loss became NaN at epoch {epoch}, step {step}. "
+            f"Lower the learning rate (it was {config.learning_rate:g}) and train again."
+        )
+    if run.best_weights is None:
+        raise TrainingError("Training was stopped before the first epoch ended; no model was made.")
+    model.set_weights(run.best_weights)
+    seconds = time.perf_counter() - start
+    best_val = run.best_value if val_data is not None else None
+    metadata = {
+        "format": "imgcls-desktop/1",
+        "app_version": __version__,
+        "class_names": list(scan.class_names),
+        "image_size": [size, size],
+        "preset": preset.name,
+        "preprocessing": "RGB, resized to image_size (bilinear, no crop), float32 0-255 input",
+        "training": {
+            "config": config.to_dict(),
+            "epochs_run": run.epoch,
+            "best_epoch": run.best_epoch,
+            "best_val_accuracy": best_val,
+            "seconds": round(seconds, 2),
+            "stop_reason": run.stop_reason,
+            "history": run.history,
+            "num_train_images": int(len(x_train)),
+            "num_val_images": int(len(x_val)),
+            "forward_mflops": round(forward_flops(model) / 1e6, 2),
+            "parameters": int(model.count_params()),
+            "versions": versions(),
+        },
+        "dataset": {
+            "root": str(scan.root),
+            "layout": scan.layout,
+            "fingerprint": scan.fingerprint(),
+            "seed": config.seed,
+            "validation_split": config.validation_split,
+            "validation_files": [_relative(item.path, scan.root) for item in val_items],
+        },
+    }
+    return TrainingResult(
+        model=model, class_names=list(scan.class_names), history=run.history,
+        epochs_run=run.epoch, best_epoch=run.best_epoch, best_val_accuracy=best_val,
+        seconds=seconds, stopped_by_user=run.stopped_by_user, stop_reason=run.stop_reason,
+        metadata=metadata, skipped_files=skipped,
+    )
+
+
+def _ValidationTimer(keras, run):
+    """Measures how long validation takes, so a time budget leaves room for the last one."""
+
+    class ValidationTimer(keras.callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            self.began = time.perf_counter()
+
+        def on_test_end(self, logs=None):
+            run.note_validation_time(time.perf_counter() - self.began)
+
+    return ValidationTimer()
+
+
+def _relative(path, root):
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

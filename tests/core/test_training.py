@@ -1,0 +1,92 @@
+"""Training on tiny learnable data: real accuracy, stop, NaN, time budget, determinism."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from imgcls_desktop.core.errors import DatasetError, TrainingError
+from imgcls_desktop.core.training import TrainingConfig, train
+
+
+def test_trained_model_learns_well_above_chance(trained):
+    result, _path = trained
+    # 3 classes: chance is 0.33.
+    assert result.best_val_accuracy >= 0.9
+    assert result.class_names == ["circle", "square", "triangle"]
+    assert result.epochs_run >= 1
+    assert len(result.history["loss"]) == result.epochs_run
+    assert result.history["loss"][-1] < result.history["loss"][0]
+
+
+def test_metadata_records_split_and_settings(trained, shapes_split_dataset):
+    result, _path = trained
+    meta = result.metadata
+    assert meta["class_names"] == ["circle", "square", "triangle"]
+    assert meta["image_size"] == [32, 32]
+    assert meta["preset"] == "small_cnn"
+    assert meta["dataset"]["seed"] == 3
+    val_files = meta["dataset"]["validation_files"]
+    # 20% of 24 images per class, stratified.
+    assert len(val_files) == 3 * round(24 * 0.2)
+    assert all(name.startswith("train/") for name in val_files)
+
+
+def test_progress_events_and_tutorial_preset(shapes_dataset):
+    events = []
+    result = train(shapes_dataset, TrainingConfig(preset="tutorial_cnn", epochs=2, seed=1),
+                   on_progress=events.append)
+    kinds = {event.kind for event in events}
+    assert {"decode", "batch", "epoch"} <= kinds
+    epoch_events = [e for e in events if e.kind == "epoch"]
+    assert [e.epoch for e in epoch_events] == [1, 2]
+    batch = next(e for e in events if e.kind == "batch")
+    assert batch.steps > 0 and batch.images_per_second > 0 and "loss" in batch.metrics
+    assert result.epochs_run == 2
+
+
+def test_same_seed_gives_same_split_and_weights(shapes_dataset):
+    config = TrainingConfig(preset="tutorial_cnn", epochs=1, seed=7)
+    first = train(shapes_dataset, config)
+    second = train(shapes_dataset, config)
+    assert first.metadata["dataset"]["validation_files"] == second.metadata["dataset"]["validation_files"]
+    np.testing.assert_allclose(first.model.get_weights()[0], second.model.get_weights()[0], atol=1e-5)
+
+
+def test_stop_event_stops_within_a_batch(shapes_dataset):
+    stop = threading.Event()
+    batches = []
+
+    def on_progress(event):
+        if event.kind == "batch":
+            batches.append(event)
+            stop.set()
+
+    result = train(shapes_dataset, TrainingConfig(preset="tutorial_cnn", epochs=50, batch_size=8),
+                   on_progress=on_progress, stop_event=stop)
+    assert result.stopped_by_user
+    assert result.epochs_run == 1
+    assert len(batches) == 1  # the batch that asked for the stop was the last one
+    assert result.model is not None
+
+
+def test_nan_loss_stops_with_a_clear_message(shapes_dataset):
+    config = TrainingConfig(preset="tutorial_cnn", epochs=3, learning_rate=1e12)
+    with pytest.raises(TrainingError, match="diverged.*[Ll]ower the learning rate"):
+        train(shapes_dataset, config)
+
+
+def test_time_budget_stops_near_the_budget(shapes_dataset):
+    result = train(shapes_dataset, TrainingConfig(preset="tutorial_cnn", time_budget=4, seed=2))
+    assert result.stop_reason == "time budget reached"
+    assert result.epochs_run >= 1
+    # The learning rate schedule is fitted to the budget: it ends near zero.
+    assert result.history["learning_rate"][-1] < 0.2 * max(result.history["learning_rate"])
+
+
+def test_refuses_a_single_class(tmp_path):
+    from synthetic import make_shapes_dataset
+
+    make_shapes_dataset(tmp_path, num_classes=1, per_class=5)
+    with pytest.raises(DatasetError):
+        train(tmp_path, TrainingConfig(epochs=1))
