@@ -313,6 +313,7 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
     callbacks = [forwarder, _ValidationTimer(keras, run)]
     model.fit(train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks, verbose=0,
               shuffle=False)  # the tf.data pipeline shuffles
+    run.fit_seconds = time.perf_counter() - run.start
 
     if run.diverged is not None:
         epoch, step = run.diverged
@@ -341,6 +342,8 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
             "stop_reason": run.stop_reason,
             "history": run.history,
             "num_train_images": int(len(x_train)),
+            "images_seen": int(run.total_steps_done * batch_size),
+            "fit_seconds": round(run.fit_seconds, 2),
             "num_val_images": int(len(x_val)),
             "forward_mflops": round(forward_flops(model) / 1e6, 2),
             "parameters": int(model.count_params()),

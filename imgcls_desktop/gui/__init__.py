@@ -1,0 +1,1 @@
+"""The PySide6 desktop front end. Imports core; core never imports this."""

@@ -1,0 +1,396 @@
+"""The main window: four views over one dataset and one model, and the menus that drive them.
+
+The window owns the state that crosses views (the current dataset scan and the current
+model); each view owns its own widgets and workers. Nothing here imports TensorFlow: the
+engine loads in the background after the window is shown (see :meth:`MainWindow.start`).
+"""
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QToolBar,
+)
+
+from .. import APP_NAME, __version__
+from ..resources import resource_path, sample_dataset_path, user_data_dir
+from . import settings
+from .dataset_browser import DatasetBrowser
+from .error_dialog import show_error, show_exception
+from .evaluation_view import EvaluationView
+from .jobs import Job, JobRunner
+from .model_state import ModelState
+from .prediction_pane import PredictionPane
+from .training_panel import TrainingPanel
+
+log = logging.getLogger("imgcls")
+
+TAB_DATASET, TAB_TRAIN, TAB_EVALUATE, TAB_PREDICT = range(4)
+
+
+def _load_engine():
+    from ..core.backend import versions
+
+    return versions()
+
+
+class MainWindow(QMainWindow):
+    """The application window. Building it has no side effects; :meth:`start` begins work."""
+
+    engine_ready = Signal(dict)  # library versions
+    dataset_opened = Signal(object)  # DatasetScan
+    model_changed = Signal(object)  # LoadedModel or None
+    evaluation_finished = Signal(object)  # EvaluationReport
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.setWindowTitle(f"{APP_NAME} — image classifier trainer")
+        self.setAcceptDrops(True)
+        self.jobs = JobRunner(self)
+        self.scan = None
+        self.versions = None
+        self.state = ModelState(self, self.jobs)
+
+        self.tabs = QTabWidget(self)
+        self.tabs.setObjectName("mainTabs")
+        self.browser = DatasetBrowser(self)
+        self.training = TrainingPanel(self)
+        self.evaluation = EvaluationView(self)
+        self.prediction = PredictionPane(self)
+        for widget, title in ((self.browser, "&1 Dataset"), (self.training, "&2 Train"),
+                              (self.evaluation, "&3 Evaluate"), (self.prediction, "&4 Predict")):
+            self.tabs.addTab(widget, title)
+        self.setCentralWidget(self.tabs)
+        self.engine_label = QLabel("Engine not loaded")
+        self.engine_label.setObjectName("engineStatus")
+        self.statusBar().addPermanentWidget(self.engine_label)
+        self.prediction.set_model(None, "Train a model or open a .keras file to classify images.")
+
+        self._build_actions()
+        self._connect()
+        self._restore_settings()
+
+    # -- construction -------------------------------------------------------------------
+    def _action(self, text, slot, shortcut=None, tip=""):
+        action = QAction(text, self)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        return action
+
+    def _build_actions(self):
+        self.open_dataset_action = self._action("&Open dataset folder…", self.ask_open_dataset,
+                                                QKeySequence.StandardKey.Open, "Open a folder of class folders")
+        self.open_sample_action = self._action("Open &sample dataset", self.open_sample)
+        self.open_model_action = self._action("Open &model…", self.ask_open_model, "Ctrl+Shift+O",
+                                              "Open a .keras model file")
+        self.save_model_action = self._action("&Save model as…", self.ask_save_model,
+                                              QKeySequence.StandardKey.Save, "Save the current model as .keras")
+        self.summary_action = self._action("Model s&ummary", self.show_model_summary, "Ctrl+I")
+        self.evaluate_action = self._action("&Evaluate on dataset", self.evaluate_current, "Ctrl+E",
+                                            "Evaluate the current model on the open dataset")
+        self.train_action = self._action("&Train", self.training.start_training)  # Ctrl+T lives on the Train button
+        self.stop_action = self._action("&Stop training", self.training.request_stop)
+        quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        about_action = self._action("&About imgcls", self.show_about)
+        log_action = self._action("Open &log folder", self.open_log_folder)
+
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        file_menu.addAction(self.open_dataset_action)
+        self.recent_datasets_menu = file_menu.addMenu("Recent &datasets")
+        file_menu.addAction(self.open_sample_action)
+        file_menu.addSeparator()
+        file_menu.addAction(quit_action)
+        model_menu = menu.addMenu("&Model")
+        for action in (self.open_model_action, self.save_model_action):
+            model_menu.addAction(action)
+        self.recent_models_menu = model_menu.addMenu("Recent m&odels")
+        model_menu.addSeparator()
+        model_menu.addAction(self.summary_action)
+        model_menu.addAction(self.evaluate_action)
+        train_menu = menu.addMenu("&Training")
+        train_menu.addAction(self.train_action)
+        train_menu.addAction(self.stop_action)
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(about_action)
+        help_menu.addAction(log_action)
+
+        toolbar = QToolBar("Main", self)
+        toolbar.setObjectName("mainToolbar")
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        for action in (self.open_dataset_action, self.open_model_action, self.save_model_action):
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.train_action)
+        toolbar.addAction(self.stop_action)
+        self.addToolBar(toolbar)
+        self._refresh_recent_menus()
+        self._update_actions()
+
+    def _connect(self):
+        self.browser.dataset_loaded.connect(self._on_dataset_loaded)
+        self.training.training_started.connect(self._on_training_started)
+        self.training.training_succeeded.connect(self._on_training_succeeded)
+        self.training.training_finished.connect(self._on_training_finished)
+        self.state.model_changed.connect(self._on_model_changed)
+        self.state.evaluation_finished.connect(self._on_evaluation_finished)
+        self.state.message.connect(self.statusBar().showMessage)
+
+    # -- start-up -------------------------------------------------------------------
+    def start(self, dataset=None):
+        """Begin the work a fresh window does: load the engine, open a dataset."""
+        self.engine_label.setText("Loading engine…")
+        self.jobs.start(Job(_load_engine, uses_engine=True), on_success=self._on_engine_loaded,
+                        on_failure=self._on_engine_failed)
+        target = dataset or settings.settings().value(settings.LAST_DATASET) or sample_dataset_path()
+        if target and Path(target).is_dir():
+            self.open_dataset(target)
+
+    @Slot(object)
+    def _on_engine_loaded(self, versions):
+        self.versions = versions
+        self.engine_label.setText(f"Engine ready (TensorFlow {versions['tensorflow']})")
+        self.training.set_engine_ready(True)
+        self.engine_ready.emit(versions)
+        self._update_actions()
+
+    @Slot(object, str)
+    def _on_engine_failed(self, exc, details):
+        self.engine_label.setText("Engine failed to load")
+        show_exception(self, "The engine could not load", exc, details)
+
+    # -- datasets -------------------------------------------------------------------
+    def ask_open_dataset(self):
+        folder = self._ask_folder()
+        if folder:
+            self.open_dataset(folder)
+
+    def _ask_folder(self):
+        return QFileDialog.getExistingDirectory(self, "Open a dataset folder (one sub-folder per class)")
+
+    def open_sample(self):
+        self.open_dataset(sample_dataset_path())
+
+    def open_dataset(self, path):
+        """Scan ``path`` in the background; the views update when the scan ends."""
+        self.tabs.setCurrentIndex(TAB_DATASET)
+        self.statusBar().showMessage(f"Scanning {path}…")
+        self.browser.open_folder(str(path))
+
+    @Slot(object)
+    def _on_dataset_loaded(self, scan):
+        self.scan = scan
+        self.training.set_dataset(scan)
+        settings.settings().setValue(settings.LAST_DATASET, str(scan.root))
+        settings.push_recent(settings.RECENT_DATASETS, str(scan.root))
+        self._refresh_recent_menus()
+        self.statusBar().showMessage(
+            f"Opened {scan.root}: {len(scan.class_names)} classes, {scan.num_images} images"
+            + (f", {len(scan.problems)} problem files" if scan.problems else ""), 8000)
+        self.dataset_opened.emit(scan)
+        self._update_actions()
+
+    # -- models ---------------------------------------------------------------------
+    def ask_open_model(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Open a model", "", "Keras models (*.keras)")
+        if path:
+            self.open_model(path)
+
+    def open_model(self, path):
+        """Load a ``.keras`` file in the background (through core's safety gate)."""
+        if self.training.is_training():
+            show_error(self, "Busy", "A model is training. Stop it before opening another model.")
+            return
+        self.state.open(path)
+
+    def ask_save_model(self):
+        if self.state.loaded is None:
+            return
+        suggestion = str(Path.home() / f"{self.state.loaded.preset}.keras")
+        path, _ = QFileDialog.getSaveFileName(self, "Save model as", suggestion, "Keras models (*.keras)")
+        if path:
+            if not path.lower().endswith(".keras"):
+                path += ".keras"
+            self.state.save_as(path)
+
+    def evaluate_current(self):
+        if self.state.loaded is None or self.scan is None:
+            show_error(self, "Nothing to evaluate", "Open or train a model and open a dataset first.")
+            return
+        self.state.evaluate(self.scan)
+
+    @Slot(object)
+    def _on_model_changed(self, loaded):
+        if loaded is None:
+            self.prediction.set_model(None, "Train a model or open a .keras file to classify images.")
+        else:
+            self.prediction.set_model(loaded)
+            if loaded.path is not None:
+                settings.push_recent(settings.RECENT_MODELS, str(loaded.path))
+                self._refresh_recent_menus()
+            for warning in loaded.warnings:
+                self.statusBar().showMessage(warning, 10000)
+        self.model_changed.emit(loaded)
+        self._update_actions()
+
+    @Slot(object)
+    def _on_evaluation_finished(self, report):
+        self.evaluation.show_report(report)
+        self.tabs.setCurrentIndex(TAB_EVALUATE)
+        self.evaluation_finished.emit(report)
+
+    def show_model_summary(self):
+        if self.state.loaded is None:
+            show_error(self, "No model", "Train a model or open a .keras file first.")
+            return
+        summary = self.state.loaded.summary()
+        history = summary.get("history") or {}
+        lines = [
+            f"<b>Preset:</b> {summary['preset']}",
+            f"<b>Input size:</b> {summary['image_size'][0]} x {summary['image_size'][1]} RGB",
+            f"<b>Classes ({len(summary['class_names'])}):</b> {', '.join(summary['class_names'])}",
+            f"<b>Parameters:</b> {summary['parameters']:,}",
+            f"<b>Epochs trained:</b> {summary.get('epochs_run') or 'unknown'}",
+        ]
+        if summary.get("best_val_accuracy") is not None:
+            lines.append(f"<b>Best validation accuracy:</b> {summary['best_val_accuracy']:.3f}")
+        if history.get("loss"):
+            lines.append(f"<b>Final training loss:</b> {history['loss'][-1]:.4f}")
+        lines.append(f"<b>File:</b> {summary['path'] if summary['path'] != 'None' else 'not saved yet'}")
+        self._show_message_box("Model summary", "<br>".join(lines))
+
+    # -- training -------------------------------------------------------------------
+    @Slot()
+    def _on_training_started(self):
+        self.prediction.set_training_active(True)
+        self._update_actions()
+
+    @Slot(object)
+    def _on_training_succeeded(self, result):
+        self.state.adopt_training_result(result, self.scan, self.training.config())
+
+    @Slot()
+    def _on_training_finished(self):
+        self.prediction.set_training_active(False)
+        self._update_actions()
+
+    # -- drops on the window ---------------------------------------------------------
+    def dragEnterEvent(self, event):
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event):
+        paths = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
+        if not paths:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        if len(paths) == 1 and paths[0].suffix.lower() == ".keras":
+            self.open_model(paths[0])
+        elif len(paths) == 1 and paths[0].is_dir() and self.tabs.currentIndex() != TAB_PREDICT:
+            self.open_dataset(paths[0])
+        else:
+            self.tabs.setCurrentIndex(TAB_PREDICT)
+            self.prediction.classify_paths([str(p) for p in paths])
+
+    # -- misc -----------------------------------------------------------------------
+    def _update_actions(self):
+        training = self.training.is_training()
+        has_model = self.state.loaded is not None
+        self.save_model_action.setEnabled(has_model and not training)
+        self.summary_action.setEnabled(has_model)
+        self.evaluate_action.setEnabled(has_model and self.scan is not None and not training)
+        self.open_model_action.setEnabled(not training)
+        self.train_action.setEnabled(self.scan is not None and self.versions is not None and not training)
+        self.stop_action.setEnabled(training)
+
+    def _refresh_recent_menus(self):
+        for menu, key, opener in ((self.recent_datasets_menu, settings.RECENT_DATASETS, self.open_dataset),
+                                  (self.recent_models_menu, settings.RECENT_MODELS, self.open_model)):
+            menu.clear()
+            items = settings.recent(key)
+            for path in items:
+                action = menu.addAction(path)
+                action.setData(path)
+                action.triggered.connect(self._open_recent)
+                action.setProperty("opener", "dataset" if opener == self.open_dataset else "model")
+            menu.setEnabled(bool(items))
+
+    @Slot()
+    def _open_recent(self):
+        action = self.sender()
+        path = action.data()
+        (self.open_dataset if action.property("opener") == "dataset" else self.open_model)(path)
+
+    def show_about(self):
+        versions = self.versions or {"tensorflow": "not loaded yet", "keras": "not loaded yet"}
+        from PySide6 import __version__ as pyside_version
+
+        log_file = user_data_dir() / "logs" / "imgcls.log"
+        self._show_message_box(
+            f"About {APP_NAME}",
+            f"<h3>{APP_NAME} {__version__}</h3>"
+            "<p>Train image classifiers from folders of photos, on your own computer.</p>"
+            f"<p>TensorFlow {versions['tensorflow']} · Keras {versions['keras']} · PySide6 {pyside_version}</p>"
+            f"<p>Log file: {log_file}</p>"
+            "<p>Shortcuts: Ctrl+O open dataset · Ctrl+Shift+O open model · Ctrl+S save model · "
+            "Ctrl+T train · Esc stop · Ctrl+E evaluate · Ctrl+I model summary · Alt+1..4 views</p>",
+        )
+
+    def _show_message_box(self, title, html):
+        box = QMessageBox(QMessageBox.Icon.Information, title, html, QMessageBox.StandardButton.Ok, self)
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.show()  # non-modal: the window keeps working behind it
+        self._last_message_box = box
+        return box
+
+    def open_log_folder(self):
+        from PySide6.QtCore import QUrl
+        from PySide6.QtGui import QDesktopServices
+
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(user_data_dir() / "logs")))
+
+    def _restore_settings(self):
+        store = settings.settings()
+        geometry = store.value(settings.GEOMETRY)
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1100, 760)
+        state = store.value(settings.WINDOW_STATE)
+        if state is not None:
+            self.restoreState(state)
+
+    def _confirm_close_during_training(self):
+        """Ask whether to stop training and quit (tests replace this)."""
+        answer = QMessageBox.question(
+            self, "Training is running",
+            "A model is training. Stop training and quit? The best model so far is kept in your "
+            "data folder.")
+        return answer == QMessageBox.StandardButton.Yes
+
+    def closeEvent(self, event):
+        if self.training.is_training():
+            if not self._confirm_close_during_training():
+                event.ignore()
+                return
+            self.statusBar().showMessage("Stopping training…")
+            self.training.request_stop()
+            self.training.wait_for_stop(120000)
+        self.browser.stop_background_work()
+        self.jobs.cancel_all()
+        self.jobs.wait(60000)
+        store = settings.settings()
+        store.setValue(settings.GEOMETRY, self.saveGeometry())
+        store.setValue(settings.WINDOW_STATE, self.saveState())
+        event.accept()
+
+    def window_icon_path(self):
+        return resource_path("icon.png")

@@ -1,0 +1,124 @@
+"""The whole window: contract names, the train -> evaluate -> predict flow, lifecycle."""
+
+import io
+import json
+
+import pytest
+from PySide6.QtWidgets import QPushButton
+
+from imgcls_desktop.core.training import TrainingConfig
+from imgcls_desktop.gui.main_window import MainWindow
+from imgcls_desktop.gui.self_test import drop_files
+
+CONTRACT = ["datasetBrowser", "trainButton", "stopButton", "trainingProgress", "liveChart",
+            "evaluationView", "confusionMatrix", "predictionPane", "predictionResults"]
+
+
+@pytest.fixture
+def window(qtbot):
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window._confirm_close_during_training = lambda: True
+    yield window
+    if window.training.is_training():
+        window.training.request_stop()
+        window.training.wait_for_stop(60000)
+    window.jobs.wait(60000)
+
+
+def started(qtbot, window, dataset):
+    with qtbot.waitSignals([window.engine_ready, window.dataset_opened], timeout=120000):
+        window.start(dataset)
+    return window
+
+
+def test_builds_without_side_effects_and_names_its_widgets(window):
+    from PySide6.QtWidgets import QWidget
+
+    assert window.windowTitle().startswith("imgcls")
+    assert window.jobs.active() == 0 and window.scan is None and window.state.loaded is None
+    for name in CONTRACT:
+        widget = window.findChild(QWidget, name)
+        assert widget is not None, name
+        assert widget.accessibleName() == name
+    assert window.findChild(QWidget, "predictionPane").acceptDrops()
+
+
+def test_train_evaluate_predict_through_the_window(qtbot, window, shapes_split_dataset, error_dialogs):
+    started(qtbot, window, shapes_split_dataset)
+    assert window.scan.class_names == ["circle", "square", "triangle"]
+    window.training.set_config(TrainingConfig(preset="tutorial_cnn", epochs=6, batch_size=16, seed=1))
+    with qtbot.waitSignal(window.evaluation_finished, timeout=300000) as evaluated:
+        window.findChild(QPushButton, "trainButton").click()
+        assert window.training.is_training()
+    report = evaluated.args[0]
+    assert report.split == "test" and len(report.y_true) == 24
+    assert report.accuracy > 0.6  # chance is 0.33
+    assert window.state.loaded is not None
+    qtbot.waitUntil(lambda: window.state.autosaved_path is not None, timeout=60000)
+    assert window.state.autosaved_path.exists()
+
+    files = sorted((shapes_split_dataset / "test" / "square").glob("*.png"))[:3]
+    with qtbot.waitSignal(window.prediction.predictions_ready, timeout=60000) as ready:
+        assert drop_files(window, files)
+    predictions = ready.args[0]
+    assert len(predictions) == 3 and all(p.ok for p in predictions)
+    assert error_dialogs == []
+
+
+def test_open_model_then_predict(qtbot, window, trained):
+    _, path = trained
+    with qtbot.waitSignal(window.model_changed, timeout=60000) as changed:
+        window.open_model(path)
+    assert changed.args[0].class_names == ["circle", "square", "triangle"]
+    assert window.save_model_action.isEnabled()
+
+
+def test_bad_model_file_shows_error_and_app_keeps_running(qtbot, window, tmp_path, error_dialogs):
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"garbage")
+    window.open_model(bad)
+    qtbot.waitUntil(lambda: len(error_dialogs) == 1, timeout=30000)
+    assert "damaged or not a Keras model" in error_dialogs[0][1]
+    assert window.state.loaded is None
+    window.show_about()  # the window still answers
+    assert window._last_message_box.isVisible()
+
+
+def test_close_during_training_stops_and_waits(qtbot, window, shapes_dataset):
+    started(qtbot, window, shapes_dataset)
+    window.training.set_config(TrainingConfig(preset="tutorial_cnn", epochs=200, batch_size=8))
+    with qtbot.waitSignal(window.training.training_started, timeout=30000):
+        window.training.start_training()
+    window.close()
+    assert not window.training.is_training()
+
+
+def test_close_refused_keeps_training(qtbot, window, shapes_dataset):
+    started(qtbot, window, shapes_dataset)
+    window._confirm_close_during_training = lambda: False
+    window.training.set_config(TrainingConfig(preset="tutorial_cnn", epochs=200, batch_size=8))
+    window.training.start_training()
+    window.close()
+    assert window.training.is_training()
+    with qtbot.waitSignal(window.training.training_finished, timeout=60000):
+        window.training.request_stop()
+
+
+def test_self_test_runs_the_real_flow(qtbot, window, shapes_split_dataset):
+    from imgcls_desktop.gui.self_test import run_self_test
+
+    out = io.StringIO()
+    status = run_self_test(window, shapes_split_dataset, out=out)
+    summary = json.loads(out.getvalue())
+    assert status == 0, summary
+    assert summary["ok"] and summary["classes"] == ["circle", "square", "triangle"]
+    assert 0 <= summary["accuracy"] <= 1 and len(summary["predictions"]) >= 3
+
+
+def test_settings_remember_recent_datasets(qtbot, window, shapes_dataset):
+    from imgcls_desktop.gui import settings
+
+    started(qtbot, window, shapes_dataset)
+    assert settings.recent(settings.RECENT_DATASETS)[0] == str(shapes_dataset)
+    assert settings.settings().value(settings.LAST_DATASET) == str(shapes_dataset)
