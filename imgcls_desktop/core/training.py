@@ -236,6 +236,18 @@ class _Run:
         ))
 
 
+def fit_batch_size(preset_batch_size, num_train_images, min_steps=16):
+    """The preset's batch size, halved until an epoch has ``min_steps`` steps (not below 16).
+
+    A 400-image sample at batch 128 gets 4 steps an epoch: BatchNorm statistics and the
+    schedule then have too few steps to settle, and validation accuracy collapses.
+    """
+    batch_size = preset_batch_size
+    while batch_size > 16 and num_train_images / batch_size < min_steps:
+        batch_size //= 2
+    return batch_size
+
+
 def _optimizer(keras, preset, learning_rate):
     if preset.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True,
@@ -261,7 +273,10 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
         TrainingError: training diverged, or was stopped before any epoch finished.
     """
     keras = keras_module()
-    config = (config or TrainingConfig()).resolved()
+    config = config or TrainingConfig()
+    batch_chosen = config.batch_size is not None
+    learning_rate_chosen = config.learning_rate is not None
+    config = config.resolved()
     preset = get_preset(config.preset)
     scan = dataset if hasattr(dataset, "splits") else scan_dataset(dataset)
     train_items, val_items = split_train_validation(scan, config.validation_split, config.seed)
@@ -290,6 +305,13 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
             "(files changed since the folder was scanned). Rescan the folder and try again."
         )
 
+    if not batch_chosen:
+        batch_size = fit_batch_size(config.batch_size, len(x_train))
+        if not learning_rate_chosen and batch_size != config.batch_size:
+            # Square-root scaling keeps the noise of SGD steps about the same.
+            config = replace(config, learning_rate=config.learning_rate
+                             * math.sqrt(batch_size / config.batch_size))
+        config = replace(config, batch_size=batch_size)
     keras.utils.set_random_seed(config.seed)
     model = build_model(preset, num_classes, size, weights=config.weights)
     model.compile(

@@ -117,8 +117,11 @@ class TrainingPanel(QWidget):
         self.epochs_radio.toggled.connect(self._update_mode)
         self.epochs_spin = _named(_spin(1, 10_000, 10), "epochsSpin")
         self.minutes_spin = _named(_spin(0.05, 24 * 60, 5.0, decimals=2, step=0.5), "minutesSpin")
-        self.batch_size_spin = _named(_spin(1, 4096, 32), "batchSizeSpin")
-        self.learning_rate_spin = _named(_spin(1e-6, 10.0, 1e-3, decimals=6), "learningRateSpin")
+        # 0 shows "auto": core then fits the batch size (and learning rate) to the dataset.
+        self.batch_size_spin = _named(_spin(0, 4096, 0), "batchSizeSpin")
+        self.batch_size_spin.setSpecialValueText("auto")
+        self.learning_rate_spin = _named(_spin(0.0, 10.0, 0.0, decimals=6), "learningRateSpin")
+        self.learning_rate_spin.setSpecialValueText("auto")
         self.learning_rate_spin.setStepType(QDoubleSpinBox.StepType.AdaptiveDecimalStepType)
         self.image_size_spin = _named(_spin(16, 1024, 32), "imageSizeSpin")
         self.validation_spin = _named(_spin(0, 50, 20), "validationSplitSpin")
@@ -198,8 +201,10 @@ class TrainingPanel(QWidget):
         preset = PRESETS[self.preset_name()]
         self.preset_combo.setToolTip(preset.description)
         self.epochs_spin.setValue(preset.epochs)
-        self.batch_size_spin.setValue(preset.batch_size)
-        self.learning_rate_spin.setValue(preset.learning_rate)
+        self.batch_size_spin.setValue(0)
+        self.batch_size_spin.setToolTip(f"auto: {preset.batch_size}, smaller for small datasets")
+        self.learning_rate_spin.setValue(0.0)
+        self.learning_rate_spin.setToolTip(f"auto: {preset.learning_rate:g}, scaled with the batch size")
         self.image_size_spin.setValue(preset.image_size)
         self._set_augmentation(preset.augmentation)
         transfer = preset.kind == "transfer"
@@ -254,8 +259,8 @@ class TrainingPanel(QWidget):
             preset=preset.name,
             epochs=None if timed else self.epochs_spin.value(),
             time_budget=round(self.minutes_spin.value() * 60.0, 3) if timed else None,
-            batch_size=self.batch_size_spin.value(),
-            learning_rate=self.learning_rate_spin.value(),
+            batch_size=self.batch_size_spin.value() or None,
+            learning_rate=self.learning_rate_spin.value() or None,
             image_size=self.image_size_spin.value(),
             validation_split=self.validation_spin.value() / 100.0,
             seed=self.seed_spin.value(),
@@ -277,8 +282,8 @@ class TrainingPanel(QWidget):
             self.minutes_spin.setValue(config.time_budget / 60.0)
         else:
             self.epochs_radio.setChecked(True)
-        self.batch_size_spin.setValue(resolved.batch_size)
-        self.learning_rate_spin.setValue(resolved.learning_rate)
+        self.batch_size_spin.setValue(config.batch_size or 0)
+        self.learning_rate_spin.setValue(config.learning_rate or 0.0)
         self.image_size_spin.setValue(resolved.image_size)
         self.validation_spin.setValue(round(config.validation_split * 100))
         self.seed_spin.setValue(config.seed)

@@ -90,3 +90,23 @@ def test_refuses_a_single_class(tmp_path):
     make_shapes_dataset(tmp_path, num_classes=1, per_class=5)
     with pytest.raises(DatasetError):
         train(tmp_path, TrainingConfig(epochs=1))
+
+
+def test_batch_size_fits_small_datasets():
+    from imgcls_desktop.core.training import fit_batch_size
+
+    assert fit_batch_size(128, 50_000) == 128
+    assert fit_batch_size(128, 400) == 16  # 400 / 32 would still be < 16 steps
+    assert fit_batch_size(128, 1000) == 32
+    assert fit_batch_size(32, 100) == 16  # never below 16
+
+
+def test_unset_batch_size_and_learning_rate_adapt(shapes_dataset):
+    result = train(shapes_dataset, TrainingConfig(preset="small_cnn", epochs=1, seed=1))
+    config = result.metadata["training"]["config"]
+    assert config["batch_size"] == 16  # 60 training images
+    assert abs(config["learning_rate"] - 0.05 * (16 / 128) ** 0.5) < 1e-9
+    chosen = train(shapes_dataset, TrainingConfig(preset="small_cnn", epochs=1, batch_size=32,
+                                                  learning_rate=0.01))
+    assert chosen.metadata["training"]["config"]["batch_size"] == 32
+    assert chosen.metadata["training"]["config"]["learning_rate"] == 0.01
