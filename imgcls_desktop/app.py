@@ -77,11 +77,11 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    from .frozen import prepare_process
+
+    prepare_process()  # before anything prints or parses argv: stdout/stderr may be None
     args = parse_args(sys.argv[1:] if argv is None else argv)
     configure_environment()
-    import multiprocessing
-
-    multiprocessing.freeze_support()
     if args.self_test and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     log_file = setup_logging()
@@ -109,6 +109,10 @@ def main(argv=None):
 
         return run_self_test(window, args.dataset)
     window.start(args.dataset)
+    if os.environ.get("IMGCLS_STARTUP_PROBE"):
+        from .frozen import schedule_startup_probe
+
+        schedule_startup_probe()  # benchmarks/startup_frozen.py: report window-visible, exit
     return app.exec()
 
 

@@ -292,6 +292,9 @@ COMMANDS = {"inspect": cmd_inspect, "train": cmd_train, "evaluate": cmd_evaluate
 
 
 def main(argv=None):
+    from .frozen import prepare_process
+
+    prepare_process()  # frozen build: freeze_support, stdout/stderr never None
     from .core.errors import ImgclsError
 
     parser = build_parser()
