@@ -36,6 +36,18 @@ def _load_engine():
     return versions()
 
 
+def _config_from_dict(data):
+    from ..core.models import Augmentation, PRESETS
+    from ..core.training import TrainingConfig
+
+    data = dict(data)
+    if data.get("preset") not in PRESETS:
+        raise KeyError(data.get("preset"))
+    if isinstance(data.get("augmentation"), dict):
+        data["augmentation"] = Augmentation(**data["augmentation"])
+    return TrainingConfig(**data)
+
+
 class MainWindow(QMainWindow):
     """The application window. Building it has no side effects; :meth:`start` begins work."""
 
@@ -367,6 +379,12 @@ class MainWindow(QMainWindow):
         state = store.value(settings.WINDOW_STATE)
         if state is not None:
             self.restoreState(state)
+        saved = settings.load_json(settings.TRAINING_CONFIG)
+        if saved:
+            try:
+                self.training.set_config(_config_from_dict(saved))
+            except (TypeError, ValueError, KeyError):
+                pass  # settings from another version: keep the preset's defaults
 
     def _confirm_close_during_training(self):
         """Ask whether to stop training and quit (tests replace this)."""
@@ -390,6 +408,8 @@ class MainWindow(QMainWindow):
         store = settings.settings()
         store.setValue(settings.GEOMETRY, self.saveGeometry())
         store.setValue(settings.WINDOW_STATE, self.saveState())
+        store.setValue(settings.CURRENT_TAB, self.tabs.currentIndex())
+        settings.save_json(settings.TRAINING_CONFIG, self.training.config().to_dict())
         event.accept()
 
     def window_icon_path(self):

@@ -381,7 +381,7 @@ class TrainingPanel(QWidget):
 
     @Slot(object)
     def _on_succeeded(self, result):
-        self.chart.flush()
+        self.chart.redraw_soon()
         self.progress_bar.setValue(1000)
         self.progress_bar.setFormat(f"Done · {result.epochs_run} epoch(s) in {duration_text(result.seconds)}")
         self.status_label.setText(result_text(result))
@@ -391,7 +391,7 @@ class TrainingPanel(QWidget):
     def _on_failed(self, exc, details):
         from ..core.errors import TrainingError
 
-        self.chart.flush()
+        self.chart.redraw_soon()
         self.progress_bar.setFormat("Stopped" if self._stop_requested else "Failed")
         if self._stop_requested and isinstance(exc, TrainingError):
             # The user asked for it: no model was made yet, which is news, not an error.

@@ -122,3 +122,20 @@ def test_settings_remember_recent_datasets(qtbot, window, shapes_dataset):
     started(qtbot, window, shapes_dataset)
     assert settings.recent(settings.RECENT_DATASETS)[0] == str(shapes_dataset)
     assert settings.settings().value(settings.LAST_DATASET) == str(shapes_dataset)
+
+
+def test_training_settings_survive_a_restart(qtbot, tmp_path):
+    first = MainWindow()
+    qtbot.addWidget(first)
+    first.training.set_config(TrainingConfig(preset="tutorial_cnn", epochs=7, seed=42, validation_split=0.3))
+    first.close()
+    second = MainWindow()
+    qtbot.addWidget(second)
+    config = second.training.config()
+    assert (config.preset, config.epochs, config.seed, config.validation_split) == ("tutorial_cnn", 7, 42, 0.3)
+
+
+def test_folder_dropped_on_window_opens_as_dataset(qtbot, window, shapes_dataset):
+    with qtbot.waitSignal(window.dataset_opened, timeout=60000) as opened:
+        assert drop_files(window, [shapes_dataset])
+    assert opened.args[0].root == shapes_dataset
