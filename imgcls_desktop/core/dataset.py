@@ -220,7 +220,10 @@ def _read_folder(folder, visited, problems, what):
         if kind == "dir":
             subfolders.append(path)
         elif kind == "file":
-            problems.append(Problem(str(path), f"not inside {what}; ignored"))
+            # A README or licence beside the class folders is documentation, not data;
+            # a stray image there is reported, since the user probably meant to use it.
+            if Path(entry.name).suffix.lower() in SUPPORTED_EXTENSIONS:
+                problems.append(Problem(str(path), f"not inside {what}; ignored"))
         else:
             problems.append(Problem(str(path), reason))
     return subfolders
@@ -403,7 +406,8 @@ def split_train_validation(scan: DatasetScan, validation_split=0.2,
 
     Raises:
         DatasetError: The scan cannot be trained on, the fraction is out of range, or
-            the split would leave a class with no training or no validation image.
+            the split (or the ``val`` folder) would leave a class with no training or no
+            validation image.
     """
     try:
         fraction = float(validation_split)
@@ -414,7 +418,17 @@ def split_train_validation(scan: DatasetScan, validation_split=0.2,
     check_trainable(scan)
     train_items = list(scan.splits[scan.training_split_name()])
     if "val" in scan.splits:
-        return train_items, list(scan.splits["val"])
+        validation = list(scan.splits["val"])
+        present = {item.label for item in validation}
+        missing = [name for label, name in enumerate(scan.class_names) if label not in present]
+        if missing:
+            folders = ", ".join(str(folder) for folder in scan.split_folders.get("val", []))
+            raise DatasetError(
+                f"The validation folder ({folders}) has no usable image for class(es) "
+                f"{', '.join(repr(name) for name in missing)}, so validation would ignore them. "
+                "Add images there for every class, or remove the validation folder to hold out "
+                "part of the training images instead.")
+        return train_items, validation
     if fraction == 0.0:
         return train_items, []
 

@@ -9,6 +9,7 @@ signature is checked against the class list.
 import json
 import os
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,23 @@ _KERAS_MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
 _ALLOWED_MEMBERS = _KERAS_MEMBERS | {METADATA_MEMBER, "assets/"}
 MAX_EXPANSION_RATIO = 100
 MAX_UNCOMPRESSED_BYTES = 4 * 1024**3
+# JSON members are read into memory whole; real ones are well below this.
+MAX_JSON_BYTES = 64 * 1024**2
+# A temp file older than this cannot belong to a save still running (saves take seconds).
+STALE_TEMP_SECONDS = 3600
+_TEMP_GLOB = ".*.tmp.keras"
+
+# Modules a config may name. Keras' own layers, models and their building blocks only:
+# keras.config, keras.utils, keras.saving, builtins and the rest have been the way past
+# safe mode (CVE-2025-1550, CVE-2025-8747, ...).
+ALLOWED_MODULES = frozenset("""
+keras keras.layers keras.models keras.src.models.functional keras.src.models.sequential
+keras.src.models.model keras.initializers keras.regularizers keras.constraints keras.activations
+keras.optimizers keras.optimizers.schedules keras.losses keras.metrics keras.dtype_policies
+""".split())
+# Config keys that only code-carrying or safe-mode-changing objects use.
+_FORBIDDEN_KEYS = frozenset({"safe_mode", "function"})
+_CODE_CLASS_NAMES = frozenset({"__lambda__", "function"})
 
 # Layers this app produces, plus what plain Keras CNN scripts and keras.applications
 # backbones use. Anything else (Lambda above all) is refused before Keras sees it.
@@ -70,7 +88,9 @@ def save_model(model, path, metadata):
 
     The file is written beside the target under a temporary name, flushed to disk,
     re-opened and checked, then moved over the target in one step: a crash, a full disk
-    or a kill during the save leaves the previous file as it was.
+    or a kill during the save leaves the previous file as it was. Temp files that an
+    earlier, killed save left in the folder (older than ``STALE_TEMP_SECONDS``) are
+    removed first.
     """
     path = Path(path)
     if path.suffix.lower() != ".keras":
@@ -78,10 +98,13 @@ def save_model(model, path, metadata):
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ModelFileError(f"Cannot save {path}: the folder {folder} does not exist.")
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.keras", dir=folder)
-    os.close(fd)
-    temp = Path(temp_name)
+    remove_stale_temp_files(folder, older_than=STALE_TEMP_SECONDS)
+    temp = None
     try:
+        # Inside the try: a read-only or full folder fails here first.
+        fd, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.keras", dir=folder)
+        os.close(fd)
+        temp = Path(temp_name)
         # Keras asks on stdin before overwriting unless told; the temp file is ours anyway.
         model.save(temp, overwrite=True)
         with zipfile.ZipFile(temp, "a") as archive:
@@ -90,6 +113,7 @@ def save_model(model, path, metadata):
             os.fsync(handle.fileno())
         _verify_written(temp)
         os.replace(temp, path)
+        temp = None
         _fsync_folder(folder)
     except ModelFileError:
         _remove_quietly(temp)
@@ -98,7 +122,7 @@ def save_model(model, path, metadata):
         _remove_quietly(temp)
         raise ModelFileError(
             f"Could not save the model to {path}: {exc.strerror or exc}. "
-            "Check that the folder is writable and the disk has free space; "
+            f"Check that the folder {folder} is writable and the disk has free space; "
             "the previous file, if any, is unchanged."
         ) from exc
     except BaseException:
@@ -129,6 +153,8 @@ def _fsync_folder(folder):
 
 
 def _remove_quietly(path):
+    if path is None:
+        return
     try:
         path.unlink()
     except OSError:
@@ -143,11 +169,30 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def remove_stale_temp_files(folder):
-    """Delete temp files a killed save left behind (they never replace a real model)."""
+def remove_stale_temp_files(folder, older_than=0.0):
+    """Delete temp files a killed save left behind (they never replace a real model).
+
+    Args:
+        folder: The folder to clean (not searched recursively).
+        older_than: Only remove temp files last modified at least this many seconds ago,
+            so a save running in another process keeps its file.
+
+    Returns:
+        The paths removed.
+    """
     removed = []
-    for candidate in Path(folder).glob(".*.tmp.keras"):
-        _remove_quietly(candidate)
+    now = time.time()
+    try:
+        candidates = sorted(Path(folder).glob(_TEMP_GLOB))
+    except OSError:
+        return removed
+    for candidate in candidates:
+        try:
+            if not candidate.is_file() or now - candidate.stat().st_mtime < older_than:
+                continue
+            candidate.unlink()
+        except OSError:
+            continue
         removed.append(candidate)
     return removed
 
@@ -175,7 +220,11 @@ def check_model_file(path):
         )
     if suffix != ".keras":
         raise ModelFileError(f"{path.name} is not a .keras model file.")
-    if not zipfile.is_zipfile(path):
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as exc:
+        raise ModelFileError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+    if not is_zip:
         raise ModelFileError(
             f"{path} is damaged or not a Keras model (it is not a .keras zip archive)."
         )
@@ -183,13 +232,25 @@ def check_model_file(path):
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
             _check_members(path, infos)
+            names = {info.filename for info in infos}
             config = _read_json(archive, path, "config.json")
             metadata = (_read_json(archive, path, METADATA_MEMBER)
-                        if METADATA_MEMBER in archive.namelist() else {})
-    except zipfile.BadZipFile as exc:
-        raise ModelFileError(f"{path} is damaged or not a Keras model ({exc}).") from exc
+                        if METADATA_MEMBER in names else {})
+    except ModelFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: zipfile raises BadZipFile,
+        # struct.error, zlib.error, NotImplementedError, RuntimeError (encrypted), EOFError...
+        raise ModelFileError(f"{path} is damaged or not a Keras model ({_short(exc)}).") from exc
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path} is damaged or not a Keras model (config.json is not a model configuration).")
     _check_config(path, config)
+    _check_metadata(path, metadata)
     return config, metadata
+
+
+def _short(exc):
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _check_members(path, infos):
@@ -202,7 +263,9 @@ def _check_members(path, infos):
     total = 0
     for info in infos:
         name = info.filename
-        if name.startswith(("/", "\\")) or ".." in Path(name).parts or ":" in name:
+        # Backslashes separate folders on Windows, so "assets/..\\..\\x" climbs there.
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or ":" in name:
             raise ModelFileError(f"{path} was refused: it contains a member with an unsafe path ({name!r}).")
         if (info.external_attr >> 16) & 0o170000 == 0o120000:
             raise ModelFileError(f"{path} was refused: it contains a symbolic link ({name!r}).")
@@ -220,24 +283,51 @@ def _check_members(path, infos):
 
 
 def _read_json(archive, path, member):
+    info = archive.getinfo(member)
+    if info.file_size > MAX_JSON_BYTES:
+        raise ModelFileError(f"{path} was refused: {member} is {info.file_size / 1024**2:.0f} MB.")
     try:
         return json.loads(archive.read(member).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{path} is damaged or not a Keras model ({member} is unreadable).") from exc
 
 
+def _refuse_code(path):
+    raise ModelFileError(
+        f"{path} was refused: it carries executable code or tries to change Keras' safe mode. "
+        "Only models built from standard Keras layers can be opened."
+    )
+
+
 def _check_config(path, config):
-    for node in _walk_objects(config):
+    # compile_config is never deserialised (we load with compile=False, and Keras then
+    # drops it), so plain scripts' loss functions there are fine; code and safe-mode
+    # switches are refused wherever they appear.
+    body = {key: value for key, value in config.items() if key != "compile_config"}
+    for node in _walk_dicts(config.get("compile_config")):
+        if _FORBIDDEN_KEYS & node.keys() or node.get("class_name") == "__lambda__":
+            _refuse_code(path)
+    for node in _walk_dicts(body):
+        if "safe_mode" in node or node.get("function") is not None:
+            _refuse_code(path)
+        if "class_name" not in node:
+            continue
         class_name = node.get("class_name")
         module = node.get("module")
-        if module is not None and not (module == "keras" or module.startswith("keras.")):
+        registered = node.get("registered_name")
+        if not isinstance(class_name, str) or not isinstance(module, (str, type(None))) \
+                or not isinstance(registered, (str, type(None))):
+            raise ModelFileError(f"{path} is damaged or not a Keras model (config.json is malformed).")
+        if class_name in _CODE_CLASS_NAMES:
+            _refuse_code(path)
+        if module is not None and module not in ALLOWED_MODULES:
             raise ModelFileError(
-                f"{path} was refused: it refers to code outside Keras ({module}.{class_name}). "
+                f"{path} was refused: it refers to code outside Keras' layers ({module}.{class_name}). "
                 "Only models built from standard Keras layers can be opened."
             )
-        if node.get("registered_name") not in (None, class_name):
+        if registered not in (None, class_name):
             raise ModelFileError(
-                f"{path} was refused: it uses a custom registered object ({node['registered_name']})."
+                f"{path} was refused: it uses a custom registered object ({registered})."
             )
         is_layer = "inbound_nodes" in node or "layers" in str(module) or "models" in str(module)
         if is_layer and class_name not in ALLOWED_LAYERS:
@@ -245,19 +335,27 @@ def _check_config(path, config):
                 f"{path} was refused: it contains a {class_name} layer, which this app does not "
                 "open (only standard image-classification layers are allowed)."
             )
-        if "safe_mode" in node or node.get("function") is not None:
-            raise ModelFileError(f"{path} was refused: it carries executable code.")
 
 
-def _walk_objects(value):
-    if isinstance(value, dict):
-        if "class_name" in value:
-            yield value
-        for child in value.values():
-            yield from _walk_objects(child)
-    elif isinstance(value, list):
-        for child in value:
-            yield from _walk_objects(child)
+def _check_metadata(path, metadata):
+    names = metadata.get("class_names") if isinstance(metadata, dict) else None
+    if not isinstance(metadata, dict) or not (
+            names is None or (isinstance(names, list) and all(isinstance(n, str) for n in names))):
+        raise ModelFileError(
+            f"{path} is damaged: its {METADATA_MEMBER} is not valid imgcls-desktop metadata."
+        )
+
+
+def _walk_dicts(value):
+    """Every dict inside a JSON value, without recursion (configs can be nested deeply)."""
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, dict):
+            yield current
+            stack.extend(current.values())
+        elif isinstance(current, list):
+            stack.extend(current)
 
 
 # -- loading ----------------------------------------------------------------------------
@@ -272,17 +370,56 @@ def load_model(path):
     path = Path(path)
     _config, metadata = check_model_file(path)
     keras = keras_module()
+    saved_by = _saved_by_keras_version(path)
+    newer = _is_newer(saved_by, keras.__version__)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many kinds; none of them should reach the user raw
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if newer:
+            raise ModelFileError(
+                f"{path} was saved by Keras {saved_by}, newer than the Keras {keras.__version__} "
+                f"this app uses, and cannot be opened here ({message}). Update imgcls-desktop, "
+                "or re-save the model with the Keras version this app uses."
+            ) from exc
         if "version" in message.lower():
             raise ModelFileError(
                 f"{path} was saved by a different Keras version and cannot be opened here "
                 f"({message}). Update imgcls-desktop or re-save the model."
             ) from exc
         raise ModelFileError(f"{path} could not be loaded as a Keras model: {message}") from exc
-    return _checked(model, path, metadata)
+    loaded = _checked(model, path, metadata)
+    if newer:
+        loaded.warnings.append(
+            f"{path.name} was saved by Keras {saved_by}, newer than this app's Keras "
+            f"{keras.__version__}; it loaded, but check a few predictions before relying on it."
+        )
+    return loaded
+
+
+def _saved_by_keras_version(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("metadata.json").decode("utf-8"))
+        version = data.get("keras_version") if isinstance(data, dict) else None
+        return version if isinstance(version, str) else None
+    except Exception:  # noqa: BLE001 - only a hint for messages; the gate already read the zip
+        return None
+
+
+def _version_tuple(text):
+    parts = []
+    for piece in str(text).split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit()) if piece[:1].isdigit() else ""
+        if not digits:
+            break
+        parts.append(int(digits[:6]))
+    return tuple(parts)
+
+
+def _is_newer(saved_by, running):
+    saved, ours = _version_tuple(saved_by or ""), _version_tuple(running)
+    return bool(saved) and bool(ours) and saved[:2] > ours[:2]
 
 
 def _checked(model, path, metadata):
@@ -298,7 +435,12 @@ def _checked(model, path, metadata):
         raise ModelFileError(
             f"{path} was refused: expected an input of shape (batch, height, width, 3), got {shape}."
         )
-    width = model.outputs[0].shape[-1]
+    output_shape = tuple(model.outputs[0].shape)
+    if len(output_shape) != 2 or output_shape[-1] is None or output_shape[-1] < 1:
+        raise ModelFileError(
+            f"{path} was refused: expected an output of shape (batch, classes), got {output_shape}."
+        )
+    width = int(output_shape[-1])
     class_names = metadata.get("class_names")
     if class_names is None:
         class_names = [f"class_{i}" for i in range(width)]

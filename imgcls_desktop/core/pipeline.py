@@ -5,6 +5,7 @@ Each file is decoded and resized once, by the same function prediction uses
 augment whole batches, so the CPU spends its time on the model, not on JPEG decoding.
 """
 
+import os
 import threading
 from collections import OrderedDict
 
@@ -30,7 +31,11 @@ def decode_items(items, image_size, *, on_progress=None, stop_event=None):
     A file that fails now (deleted or changed since the scan) is left out and reported in
     ``problems`` as ``(path, reason)``; the rest are used.
     """
-    key = (image_size, tuple((str(item.path), item.label) for item in items))
+    # Size and mtime are in the key: a file changed or deleted since the last run must be
+    # decoded (or reported) again, never served stale from the cache.
+    key = (image_size, tuple((str(item.path), item.label, _stat_key(item.path)) for item in items))
+    if stop_event is not None and stop_event.is_set():
+        raise Cancelled()  # the same answer whether or not the pixels were cached
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -54,6 +59,14 @@ def decode_items(items, image_size, *, on_progress=None, stop_event=None):
     result = (images[:kept], labels[:kept], problems)
     _remember(key, result)
     return result
+
+
+def _stat_key(path):
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _remember(key, result):

@@ -21,6 +21,7 @@ from ..core.images import open_image
 from . import error_dialog
 from .class_chart import ClassCountChart
 from .jobs import Job, JobRunner
+from .thumbnails import fit_thumbnail
 
 MAX_THUMBNAILS = 48
 THUMBNAIL_SIZE = 96
@@ -39,8 +40,7 @@ def _load_thumbnails(paths, size):
     results = []
     for path in paths:
         try:
-            image = open_image(path)
-            image.thumbnail((size, size))
+            image = fit_thumbnail(open_image(path), size)
             data = image.tobytes()
             qimage = QImage(data, image.width, image.height, 3 * image.width, QImage.Format.Format_RGB888)
             results.append((str(path), qimage.copy(), ""))  # copy: the QImage must own its pixels
@@ -127,7 +127,7 @@ class DatasetBrowser(QWidget):
         images_splitter.addWidget(self.class_list)
         images_splitter.addWidget(self.thumbnail_grid)
         images_splitter.setStretchFactor(1, 3)
-        images_splitter.setSizes([180, 500])
+        images_splitter.setSizes([260, 700])
 
         self.problem_table = _named(QTableWidget(0, 2), "problemTable")
         self.problem_table.setHorizontalHeaderLabels(["File", "Reason"])
@@ -141,9 +141,14 @@ class DatasetBrowser(QWidget):
         self.duplicate_list.setHeaderLabels(["Identical files"])
         self.duplicate_list.itemDoubleClicked.connect(self._on_item_double_clicked)
 
+        # The counts and the pictures on one page: a glance at both is what a user wants.
+        overview = QSplitter(Qt.Orientation.Vertical)
+        overview.addWidget(chart_scroll)
+        overview.addWidget(images_splitter)
+        overview.setStretchFactor(0, 1)
+        overview.setStretchFactor(1, 2)
         self.tabs = _named(QTabWidget(), "datasetTabs")
-        self.tabs.addTab(chart_scroll, "Overview")
-        self.tabs.addTab(images_splitter, "Images")
+        self.tabs.addTab(overview, "Overview")
         self._problems_tab = self.tabs.addTab(self.problem_table, "Problems (0)")
         self._duplicates_tab = self.tabs.addTab(self.duplicate_list, "Duplicates (0)")
 
@@ -288,6 +293,8 @@ class DatasetBrowser(QWidget):
             self.class_list.addItem(item)
         self._show_problems(scan)
         self._set_tab_counts(len(scan.problems), len(scan.duplicates))
+        if self.class_list.count():
+            self.class_list.setCurrentRow(0)  # pictures of the first class at once
 
     def _show_imbalance(self, scan, counts):
         ratio = scan.imbalance()

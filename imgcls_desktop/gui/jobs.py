@@ -22,6 +22,10 @@ _general = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imgcls-job")
 _engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgcls-engine")
 _futures = set()
 _futures_lock = threading.Lock()
+# Held while any thread builds, traces or runs a Keras model: engine jobs and the training
+# thread. TensorFlow segfaulted when a model was loaded on one thread while fit() traced on
+# another (seen once in five full test runs).
+engine_lock = threading.RLock()
 
 
 class _JobSignals(QObject):
@@ -56,7 +60,11 @@ class Job:
 
     def run(self):
         try:
-            result = self.function(*self.args, **self.kwargs)
+            if self.uses_engine:
+                with engine_lock:
+                    result = self.function(*self.args, **self.kwargs)
+            else:
+                result = self.function(*self.args, **self.kwargs)
         except BaseException as exc:  # every failure must reach the GUI, never kill the worker
             self.signals.failed.emit(exc, traceback.format_exc())
         else:

@@ -51,8 +51,21 @@ def _cached_thumbnail(path, modified, size):
         image = open_image(path)
     except ImageError:
         return _placeholder_image(size)
+    return _qimage_from_pil(fit_thumbnail(image, size))
+
+
+def fit_thumbnail(image, size):
+    """A PIL image scaled so its longest side is ``size``: shrunk, or enlarged when tiny.
+
+    Tiny images (CIFAR's 32 px) are enlarged so a thumbnail can be recognised.
+    """
+    if max(image.size) < size:
+        scale = size / max(image.size)
+        return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                            Image.Resampling.BICUBIC)
+    image = image.copy()
     image.thumbnail((size, size), Image.Resampling.BILINEAR)
-    return _qimage_from_pil(image)
+    return image
 
 
 def thumbnail_image(path, size=DEFAULT_SIZE) -> QImage:

@@ -90,10 +90,14 @@ class TrainingWorker(QObject):
     @Slot()
     def run(self):
         from ..core import training  # looked up at call time: TF stays out of GUI imports
+        from .jobs import engine_lock
 
         try:
-            result = training.train(self.scan, self.config, on_progress=self._forward,
-                                    stop_event=self.stop_event)
+            # Released before succeeded is emitted, so the autosave and evaluation jobs that
+            # follow a run can take it.
+            with engine_lock:
+                result = training.train(self.scan, self.config, on_progress=self._forward,
+                                        stop_event=self.stop_event)
         except BaseException as exc:  # every failure must reach the GUI; the thread ends cleanly
             self.failed.emit(exc, traceback.format_exc())
         else:

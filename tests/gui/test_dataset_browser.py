@@ -94,7 +94,7 @@ def test_selecting_a_class_loads_its_thumbnails_and_double_click_opens(qtbot, br
     assert all("square" in grid.item(row).text() for row in range(grid.count()))
     assert not grid.item(0).icon().pixmap(32, 32).isNull()
 
-    browser.tabs.setCurrentIndex(1)
+    browser.tabs.setCurrentIndex(0)  # the class list and thumbnails sit on the Overview page
     qtbot.waitUntil(lambda: grid.visualItemRect(grid.item(0)).width() > 0)
     rect = grid.visualItemRect(grid.item(0))
     # Qt 6's QTest double-click only counts after a press on the same item.
@@ -103,7 +103,7 @@ def test_selecting_a_class_loads_its_thumbnails_and_double_click_opens(qtbot, br
     assert opened == [str(messy_dataset / "square" / "square_000.png")]
 
     table = browser.findChild(QTableWidget, "problemTable")
-    browser.tabs.setCurrentIndex(2)
+    browser.tabs.setCurrentIndex(1)
     table.itemDoubleClicked.emit(table.item(0, 1))
     assert opened[-1] == str(messy_dataset / "circle" / "empty.jpg")
 
