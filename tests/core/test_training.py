@@ -16,7 +16,7 @@ def test_trained_model_learns_well_above_chance(trained):
     assert result.class_names == ["circle", "square", "triangle"]
     assert result.epochs_run >= 1
     assert len(result.history["loss"]) == result.epochs_run
-    assert result.history["loss"][-1] < result.history["loss"][0]
+    assert min(result.history["loss"][-3:]) < 0.8 * result.history["loss"][0]
 
 
 def test_metadata_records_split_and_settings(trained, shapes_split_dataset):

@@ -1,0 +1,111 @@
+"""Transfer presets: local weights files, and a clear message when ImageNet weights cannot download.
+
+Nothing here touches the network: downloads are made to fail the way they fail offline.
+"""
+
+import json
+import urllib.error
+
+import numpy as np
+import pytest
+
+from imgcls_desktop.core.backend import keras_module
+from imgcls_desktop.core.errors import WeightsUnavailableError
+from imgcls_desktop.core.models import build_model
+from imgcls_desktop.core.training import TrainingConfig, train
+
+
+@pytest.fixture(scope="module")
+def mobilenet_weights(tmp_path_factory):
+    """A MobileNetV2 no-top weights file made here (random, seeded), as a user would pass it."""
+    keras = keras_module()
+    keras.utils.set_random_seed(5)
+    backbone = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3),
+                                              pooling="avg")
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_no_top.weights.h5"
+    backbone.save_weights(path)
+    return path, backbone.get_weights()
+
+
+def test_local_weights_file_is_loaded_into_the_backbone(mobilenet_weights):
+    path, expected = mobilenet_weights
+    model = build_model("mobilenet_v2", 3, 32, weights=str(path))
+    backbone = next(layer for layer in model.layers if hasattr(layer, "layers"))
+    assert not backbone.trainable
+    for got, want in zip(backbone.get_weights(), expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_transfer_preset_trains_with_local_weights(mobilenet_weights, shapes_dataset):
+    path, _ = mobilenet_weights
+    result = train(shapes_dataset, TrainingConfig(preset="mobilenet_v2", image_size=32, epochs=1,
+                                                  batch_size=16, weights=str(path)))
+    assert result.epochs_run == 1
+    assert result.metadata["preset"] == "mobilenet_v2"
+    assert result.metadata["image_size"] == [32, 32]
+
+
+def test_offline_imagenet_download_gives_a_clear_message(monkeypatch, tmp_path):
+    from keras.src.backend import config
+    from keras.src.utils import file_utils
+
+    monkeypatch.setattr(config, "keras_home", lambda: str(tmp_path))  # an empty weights cache
+    attempts = []
+
+    def offline(url, *args, **kwargs):
+        attempts.append(url)
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(file_utils, "urlretrieve", offline)
+    with pytest.raises(WeightsUnavailableError) as raised:
+        build_model("mobilenet_v2", 3, 96, weights="imagenet")
+    message = str(raised.value)
+    assert attempts and attempts[0].startswith("https://")
+    assert "Could not download the ImageNet weights for MobileNetV2" in message
+    assert "--weights" in message and "from-scratch preset" in message
+
+
+def test_cli_reports_offline_failure_in_one_line(monkeypatch, tmp_path, capsys, shapes_dataset):
+    from keras.src.backend import config
+    from keras.src.utils import file_utils
+
+    from imgcls_desktop.cli import main
+
+    monkeypatch.setattr(config, "keras_home", lambda: str(tmp_path))
+    monkeypatch.setattr(file_utils, "urlretrieve",
+                        lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
+    code = main(["train", str(shapes_dataset), "--preset", "efficientnet_b0", "--image-size", "32",
+                 "--epochs", "1", "--out", str(tmp_path / "m.keras")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Could not download the ImageNet weights for EfficientNetB0" in err
+    assert "Traceback" not in err and not (tmp_path / "m.keras").exists()
+
+
+def test_cli_trains_with_weights_file(mobilenet_weights, shapes_dataset, tmp_path, capsys):
+    from imgcls_desktop.cli import main
+
+    path, _ = mobilenet_weights
+    out = tmp_path / "transfer.keras"
+    code = main(["train", str(shapes_dataset), "--preset", "mobilenet_v2", "--image-size", "32",
+                 "--epochs", "1", "--batch-size", "16", "--weights", str(path), "--out", str(out), "--json"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["epochs_run"] == 1 and out.exists()
+
+
+def test_wrong_weights_file_is_explained(tmp_path):
+    bogus = tmp_path / "not_weights.weights.h5"
+    bogus.write_bytes(b"not an hdf5 file")
+    with pytest.raises(WeightsUnavailableError, match="Could not load backbone weights"):
+        build_model("mobilenet_v2", 3, 32, weights=str(bogus))
+
+
+@pytest.mark.parametrize("preset", ["mobilenet_v2", "efficientnet_b0"])
+def test_transfer_models_pass_the_model_file_gate(preset, tmp_path):
+    from imgcls_desktop.core.model_io import load_model, save_model
+
+    model = build_model(preset, 3, 32, weights=None)
+    path = save_model(model, tmp_path / f"{preset}.keras", {"class_names": ["a", "b", "c"], "preset": preset})
+    loaded = load_model(path)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.model(x, training=False), model(x, training=False), atol=1e-5)
