@@ -1,0 +1,94 @@
+"""Single-image latency and folder throughput: our Predictor against naive ``Model.predict``.
+
+    python benchmarks/inference_latency.py [--repeats 50]
+
+For each model (the small from-scratch CNN at 32x32, MobileNetV2 at 224x224 with random
+weights: latency does not depend on the weights' values), measures in one run:
+- one image through the warmed, traced Predictor path (what a dropped image takes),
+- one image through ``Model.predict`` (what notebooks do),
+- a 256-image folder batch through the Predictor vs ``Model.predict`` called per image.
+Writes a Markdown table to benchmarks/results/.
+"""
+
+import argparse
+import datetime
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+
+def median_ms(function, repeats):
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--folder-images", type=int, default=256)
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from benchmarks.compare_presets import machine_description
+    from imgcls_desktop.core.backend import versions
+    from imgcls_desktop.core.inference import Predictor
+    from imgcls_desktop.core.model_io import LoadedModel
+    from imgcls_desktop.core.models import build_model
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for preset, size in (("small_cnn", 32), ("tutorial_cnn", 32), ("mobilenet_v2", 224)):
+        model = build_model(preset, 10, size, weights=None)
+        loaded = LoadedModel(model=model, path=None, class_names=[f"c{i}" for i in range(10)],
+                             image_size=(size, size), metadata={})
+        predictor = Predictor(loaded)
+        predictor.warm_up()
+        one = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+        model.predict(one.astype("float32"), verbose=0)  # warm Model.predict too
+        ours = median_ms(lambda: predictor.probabilities(one), args.repeats)
+        naive = median_ms(lambda: model.predict(one.astype("float32"), verbose=0), args.repeats)
+        folder = rng.integers(0, 256, (args.folder_images, size, size, 3), dtype=np.uint8)
+        started = time.perf_counter()
+        predictor.probabilities(folder)
+        batched = args.folder_images / (time.perf_counter() - started)
+        count = min(args.folder_images, 64)
+        started = time.perf_counter()
+        for index in range(count):
+            model.predict(folder[index:index + 1].astype("float32"), verbose=0)
+        per_image = count / (time.perf_counter() - started)
+        rows.append((preset, size, ours, naive, batched, per_image))
+        print(rows[-1], flush=True)
+
+    lib = versions()
+    lines = [
+        "# Inference latency and throughput",
+        "",
+        f"- Date: {datetime.datetime.now():%Y-%m-%d %H:%M}",
+        f"- Machine: {machine_description()}",
+        f"- TensorFlow {lib['tensorflow']}, Keras {lib['keras']}; medians of {args.repeats} calls",
+        "- Command: `python benchmarks/inference_latency.py`",
+        "",
+        "| model | input | one image, Predictor (ms) | one image, Model.predict (ms) | speed-up "
+        "| folder, Predictor batched (img/s) | folder, Model.predict per image (img/s) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for preset, size, ours, naive, batched, per_image in rows:
+        lines.append(f"| {preset} | {size}x{size} | {ours:.1f} | {naive:.1f} | {naive / ours:.1f}x "
+                     f"| {batched:.0f} | {per_image:.0f} |")
+    out = HERE / "results" / f"inference-{datetime.date.today().isoformat()}.md"
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
