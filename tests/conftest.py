@@ -58,3 +58,36 @@ def cifar10_root(tmp_path_factory):
     with tarfile.open(SHARED_CIFAR) as archive:
         archive.extractall(target, filter="data")
     return target / "cifar10"
+
+
+# -- Qt tests: no test may leave a QThread or a background job running ------------------
+# (napari's _dangling_qthreads). Tests that do not use Qt never create a QApplication.
+
+@pytest.fixture(autouse=True)
+def _no_dangling_threads(request):
+    if "qtbot" not in request.fixturenames and "qapp" not in request.fixturenames:
+        yield
+        return
+    yield
+    from PySide6.QtCore import QThread
+
+    from imgcls_desktop.gui import training_worker
+    from imgcls_desktop.gui.jobs import wait_for_all_jobs
+
+    jobs_done = wait_for_all_jobs(30000)
+    running = [t for t in training_worker.live_threads() if isinstance(t, QThread) and t.isRunning()]
+    for thread in running:
+        thread.wait(30000)
+    if running or not jobs_done:
+        pytest.fail(f"test left {len(running)} QThread(s) running; jobs all ended: {jobs_done}")
+
+
+@pytest.fixture
+def error_dialogs():
+    """Collect error dialogs instead of showing them: a list of (title, message, details)."""
+    from imgcls_desktop.gui import error_dialog
+
+    shown = []
+    error_dialog.set_presenter(lambda *args: shown.append(args))
+    yield shown
+    error_dialog.set_presenter(None)
