@@ -1,0 +1,173 @@
+"""The ``explain``, ``robustness`` and ``doctor`` verbs of ``imgcls`` (a thin shell over core).
+
+:func:`add_commands` registers them on ``imgcls``'s sub-parsers; :data:`COMMANDS` maps each
+verb to its function, which returns the exit status (0 done; 3 done but some inputs failed;
+2 usage error; 1 nothing could be done). Errors are core ``ImgclsError`` subclasses, which
+``imgcls``'s ``main`` prints as one line.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def add_commands(subparsers, common_parent):
+    """Add ``explain``, ``robustness`` and ``doctor`` to ``subparsers``.
+
+    Args:
+        subparsers: What ``ArgumentParser.add_subparsers`` returned.
+        common_parent: The parser holding the shared ``--json`` and ``--debug`` options.
+    """
+    p = subparsers.add_parser("explain", parents=[common_parent],
+                              help="heat map of where the model looked (Grad-CAM)")
+    p.add_argument("model", type=Path)
+    p.add_argument("image", type=Path)
+    p.add_argument("--out", type=Path, default=Path("heat.png"), help="overlay image to write (PNG or JPEG)")
+    p.add_argument("--class", dest="class_name", metavar="NAME",
+                   help="explain this class instead of the predicted one")
+    p.add_argument("--alpha", type=float, default=0.45, help="opacity of the heat colours (0-1)")
+
+    p = subparsers.add_parser("robustness", parents=[common_parent],
+                              help="accuracy under blur, brightness, contrast, JPEG, rotation, downscaling")
+    p.add_argument("model", type=Path)
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--chart", type=Path, help="also write a bar chart (PNG) to this file")
+    p.add_argument("--split", choices=["train", "val", "test", "all"],
+                   help="split to use (default: test, else val, else all images)")
+
+    p = subparsers.add_parser("doctor", parents=[common_parent],
+                              help="near-duplicates, train/test leakage, class imbalance")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--threshold", type=int, default=4,
+                   help="largest differing bits (of 64) between near-duplicates (default 4)")
+
+
+def _usage(message):
+    print(f"imgcls: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _load(path):
+    from .core.model_io import load_model
+
+    loaded = load_model(path)
+    for warning in loaded.warnings:
+        print(f"imgcls: warning: {warning}", file=sys.stderr)
+    return loaded
+
+
+def cmd_explain(args):
+    from PIL import Image
+
+    from .core.explain import explain, overlay_for_display
+
+    if args.out.suffix.lower() not in _IMAGE_SUFFIXES:
+        return _usage(f"--out must be an image file name ending in .png or .jpg (got {args.out.name})")
+    if not 0.0 <= args.alpha <= 1.0:
+        return _usage(f"--alpha must be between 0 and 1 (got {args.alpha})")
+    if not args.out.parent.is_dir():
+        return _usage(f"cannot write {args.out}: the folder {args.out.parent} does not exist")
+    loaded = _load(args.model)
+    class_index = None
+    if args.class_name is not None:
+        if args.class_name not in loaded.class_names:
+            return _usage(f"--class {args.class_name!r} is not one of the model's classes: "
+                          f"{', '.join(loaded.class_names)}")
+        class_index = loaded.class_names.index(args.class_name)
+    explanation = explain(loaded, args.image, class_index)
+    Image.fromarray(overlay_for_display(args.image, explanation.heat, alpha=args.alpha), "RGB").save(args.out)
+    predicted = explanation.predicted_index
+    result = {
+        "path": str(args.image),
+        "label": loaded.class_names[predicted],
+        "confidence": round(float(explanation.probabilities[predicted]), 6),
+        "explained_class": explanation.label,
+        "layer": explanation.layer,
+        "out": str(args.out),
+    }
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(f"{args.image}: {result['label']} ({result['confidence']:.2f})")
+        print(f"heat map of '{explanation.label}' (layer {explanation.layer}) written to {args.out}")
+    return EXIT_OK
+
+
+def _split_items(scan, split):
+    from .core.errors import DatasetError
+
+    if split is None:
+        split = scan.evaluation_split_name() or scan.training_split_name()
+    if split not in scan.splits:
+        raise DatasetError(f"{scan.root} has no '{split}' split; it has: {', '.join(scan.splits)}.")
+    items = scan.splits[split]
+    if not items:
+        raise DatasetError(f"{scan.root} has no usable images in its '{split}' split.")
+    return split, items
+
+
+def cmd_robustness(args):
+    from .core.dataset import scan_dataset
+    from .core.robustness import format_table, robustness_figure, robustness_report
+
+    if args.chart is not None and args.chart.suffix.lower() not in (".png", ".svg", ".pdf"):
+        return _usage(f"--chart must end in .png, .svg or .pdf (got {args.chart.name})")
+    loaded = _load(args.model)
+    scan = scan_dataset(args.dataset)
+    split, items = _split_items(scan, args.split)
+    report = robustness_report(loaded, items, scan.class_names)
+    report["split"] = split
+    if args.chart is not None:
+        robustness_figure(report).savefig(args.chart, dpi=120)
+        report["chart"] = str(args.chart)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(f"robustness on {report['num_images']} images ({split}); accuracy per condition")
+        print(format_table(report))
+        if args.chart is not None:
+            print(f"chart written to {args.chart}")
+    for row in report["errors"]:
+        print(f"imgcls: could not read {row['path']}: {row['reason']}", file=sys.stderr)
+    return EXIT_PARTIAL if report["errors"] else EXIT_OK
+
+
+def cmd_doctor(args):
+    from .core.dataset import scan_dataset
+    from .core.doctor import doctor_report
+
+    if not 0 <= args.threshold <= 32:
+        return _usage(f"--threshold must be between 0 and 32 (got {args.threshold})")
+    scan = scan_dataset(args.dataset)
+    report = doctor_report(scan, threshold=args.threshold)
+    report["root"] = str(scan.root)
+    report["problems"] = [{"path": p.path, "reason": p.reason} for p in scan.problems]
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        imbalance = report["imbalance"]
+        print(f"{scan.root}: {report['num_images']} images checked in {report['seconds']:.1f} s")
+        print(f"near-duplicate groups: {len(report['near_duplicates'])}")
+        for group in report["near_duplicates"][:20]:
+            kind = "exact" if group["exact"] else f"distance <= {group['max_distance']}"
+            print(f"  ({kind}) " + " ~ ".join(group["paths"]))
+        print(f"train/test leakage: {len(report['leakage'])} pair(s)")
+        for row in report["leakage"][:20]:
+            print(f"  {row['train']} ~ {row['other']} ({row['other_split']}, distance {row['distance']})")
+        for row in report["label_conflicts"][:20]:
+            print(f"  label conflict: {row['paths'][0]} ({row['classes'][0]}) ~ "
+                  f"{row['paths'][1]} ({row['classes'][1]})")
+        if imbalance["ratio"] is not None:
+            print(f"class imbalance ({imbalance['split']}): largest/smallest = {imbalance['ratio']:.2f}")
+        if imbalance["weighting_suggested"]:
+            weights = ", ".join(f"{name} {w:.2f}" for name, w in imbalance["class_weight_by_name"].items())
+            print(f"  suggested class weights: {weights}")
+    for row in report["errors"]:
+        print(f"imgcls: could not hash {row['path']}: {row['reason']}", file=sys.stderr)
+    return EXIT_PARTIAL if report["errors"] else EXIT_OK
+
+
+COMMANDS = {"explain": cmd_explain, "robustness": cmd_robustness, "doctor": cmd_doctor}

@@ -1,0 +1,210 @@
+"""Robustness check: accuracy when the evaluation images are blurred, darkened, compressed...
+
+Each corruption is applied to the uint8 pixels the model would see (the output of
+:func:`images.load_image` at the model's input size), so the numbers say how the model
+copes with photos a little worse than its test set, class by class.
+"""
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter
+
+from .dataset import ScanCancelled
+from .errors import DatasetError, ImageError
+from .images import load_image
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """A named change to a uint8 RGB image; ``apply(image, index)`` returns the same shape."""
+
+    name: str
+    title: str
+    function: object  # callable(PIL.Image, index) -> PIL.Image
+
+    def apply(self, pixels, index=0):
+        image = Image.fromarray(np.asarray(pixels, dtype=np.uint8), "RGB")
+        changed = self.function(image, index)
+        if changed.size != image.size:
+            changed = changed.resize(image.size, Image.Resampling.BILINEAR)
+        return np.asarray(changed.convert("RGB"), dtype=np.uint8)
+
+
+def gaussian_blur(relative_radius=1 / 32, name="blur"):
+    """Gaussian blur whose radius is ``relative_radius`` of the shorter side (at least 0.5 px)."""
+    def blur(image, _index):
+        radius = max(0.5, relative_radius * min(image.size))
+        return image.filter(ImageFilter.GaussianBlur(radius))
+    return Corruption(name, f"blur ({relative_radius:.3g} of the side)", blur)
+
+
+def brightness(factor, name):
+    return Corruption(name, f"brightness x{factor:g}",
+                      lambda image, _index: ImageEnhance.Brightness(image).enhance(factor))
+
+
+def contrast(factor, name="contrast"):
+    return Corruption(name, f"contrast x{factor:g}",
+                      lambda image, _index: ImageEnhance.Contrast(image).enhance(factor))
+
+
+def jpeg(quality=20, name="jpeg"):
+    def compress(image, _index):
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=quality)
+        buffer.seek(0)
+        with Image.open(buffer) as decoded:
+            return decoded.convert("RGB")
+    return Corruption(name, f"JPEG quality {quality}", compress)
+
+
+def rotation(degrees=10.0, name="rotate"):
+    """Rotation by +degrees and -degrees on alternate images; corners filled with the mean colour."""
+    def rotate(image, index):
+        fill = tuple(int(v) for v in np.asarray(image).reshape(-1, 3).mean(axis=0))
+        angle = degrees if index % 2 == 0 else -degrees
+        return image.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=fill)
+    return Corruption(name, f"rotation ±{degrees:g}°", rotate)
+
+
+def downscale(factor=2, name="downscale"):
+    def shrink(image, _index):
+        small = image.resize((max(1, image.width // factor), max(1, image.height // factor)),
+                             Image.Resampling.BILINEAR)
+        return small.resize(image.size, Image.Resampling.BILINEAR)
+    return Corruption(name, f"downscale 1/{factor} and back", shrink)
+
+
+DEFAULT_CORRUPTIONS = (
+    gaussian_blur(),
+    brightness(1.5, "brighter"),
+    brightness(0.5, "darker"),
+    contrast(0.5),
+    jpeg(20),
+    rotation(10.0),
+    downscale(2),
+)
+DEFAULT = DEFAULT_CORRUPTIONS
+CORRUPTIONS_BY_NAME = {corruption.name: corruption for corruption in DEFAULT_CORRUPTIONS}
+
+
+def _resolve(corruptions):
+    resolved = []
+    for corruption in corruptions:
+        if isinstance(corruption, str):
+            try:
+                corruption = CORRUPTIONS_BY_NAME[corruption]
+            except KeyError:
+                raise DatasetError(
+                    f"Unknown corruption {corruption!r}. Choose among: {', '.join(CORRUPTIONS_BY_NAME)}."
+                ) from None
+        resolved.append(corruption)
+    return resolved
+
+
+def robustness_report(loaded, items, class_names, corruptions=DEFAULT_CORRUPTIONS, *,
+                      batch_size=64, on_progress=None, stop_event=None):
+    """Accuracy, overall and per class, on clean and corrupted copies of ``items``.
+
+    Args:
+        loaded: A :class:`model_io.LoadedModel`.
+        items: :class:`dataset.ImageItem` list (labels index ``class_names``).
+        class_names: The dataset's class names; matched to the model's by name.
+        corruptions: :class:`Corruption` objects or names from ``CORRUPTIONS_BY_NAME``.
+        on_progress: Optional ``callable(done, total)`` over (conditions x images).
+        stop_event: Optional ``threading.Event``; when set, raises :class:`dataset.ScanCancelled`.
+
+    Returns:
+        ``{"class_names", "num_images", "conditions": [{"name", "title", "accuracy",
+        "per_class": {class: accuracy or None}, "drop"}], "errors": [{"path", "reason"}]}``;
+        the first condition is ``"clean"``; ``drop`` is clean accuracy minus this one.
+    """
+    from .inference import Predictor
+
+    corruptions = _resolve(corruptions)
+    model_index = {name: i for i, name in enumerate(loaded.class_names)}
+    unknown = sorted({class_names[item.label] for item in items} - set(model_index))
+    if unknown:
+        raise DatasetError(
+            f"The dataset has class(es) the model does not know: {', '.join(unknown)}. "
+            f"The model's classes are: {', '.join(loaded.class_names)}.")
+    pixels, labels, errors = [], [], []
+    for item in items:
+        try:
+            pixels.append(load_image(item.path, loaded.image_size))
+            labels.append(model_index[class_names[item.label]])
+        except ImageError as exc:
+            errors.append({"path": str(item.path), "reason": exc.reason})
+    if not pixels:
+        raise DatasetError("No usable images to check robustness on.")
+    labels = np.asarray(labels, dtype=np.int64)
+    predictor = Predictor(loaded, batch_size=batch_size)
+    conditions = [Corruption("clean", "clean (no change)", lambda image, _index: image)] + corruptions
+    total = len(conditions) * len(pixels)
+    done = 0
+    rows = []
+    for condition in conditions:
+        predicted = []
+        for start in range(0, len(pixels), batch_size):
+            if stop_event is not None and stop_event.is_set():
+                raise ScanCancelled("robustness check cancelled")
+            chunk = pixels[start:start + batch_size]
+            if condition.name == "clean":
+                batch = np.stack(chunk)
+            else:
+                batch = np.stack([condition.apply(image, start + offset) for offset, image in enumerate(chunk)])
+            predicted.append(predictor.probabilities(batch).argmax(axis=1))
+            done += len(chunk)
+            if on_progress is not None:
+                on_progress(done, total)
+        correct = np.concatenate(predicted) == labels
+        per_class = {}
+        for index, name in enumerate(loaded.class_names):
+            mask = labels == index
+            per_class[name] = round(float(correct[mask].mean()), 6) if mask.any() else None
+        rows.append({"name": condition.name, "title": condition.title,
+                     "accuracy": round(float(correct.mean()), 6), "per_class": per_class})
+    clean = rows[0]["accuracy"]
+    for row in rows:
+        row["drop"] = round(clean - row["accuracy"], 6)
+    return {"class_names": list(loaded.class_names), "num_images": int(len(labels)),
+            "conditions": rows, "errors": errors}
+
+
+def format_table(report):
+    """The report as a plain-text table: rows are conditions, columns overall + per class."""
+    names = report["class_names"]
+    width = max([10] + [len(name[:12]) + 2 for name in names])
+    lines = [f"{'condition':12s}{'overall':>9s}" + "".join(f"{name[:12]:>{width}s}" for name in names)]
+    for row in report["conditions"]:
+        cells = "".join(
+            f"{'-':>{width}s}" if row["per_class"][name] is None else f"{row['per_class'][name]:>{width}.3f}"
+            for name in names)
+        lines.append(f"{row['name'][:12]:12s}{row['accuracy']:9.3f}{cells}")
+    return "\n".join(lines)
+
+
+def robustness_figure(report, figure=None):
+    """A grouped bar chart of the report on a matplotlib ``Figure`` (no pyplot)."""
+    from matplotlib.figure import Figure
+
+    figure = figure or Figure(figsize=(8, 4), layout="constrained")
+    figure.clear()
+    axes = figure.add_subplot()
+    conditions = [row["name"] for row in report["conditions"]]
+    series = [("overall", [row["accuracy"] for row in report["conditions"]])]
+    for name in report["class_names"]:
+        series.append((name, [row["per_class"][name] if row["per_class"][name] is not None else np.nan
+                              for row in report["conditions"]]))
+    positions = np.arange(len(conditions))
+    bar_width = 0.8 / len(series)
+    for offset, (label, values) in enumerate(series):
+        axes.bar(positions + (offset - (len(series) - 1) / 2) * bar_width, values, bar_width, label=label)
+    axes.set_xticks(positions, conditions, rotation=30, ha="right")
+    axes.set_ylim(0, 1.05)
+    axes.set_ylabel("accuracy")
+    axes.set_title(f"Robustness on {report['num_images']} images")
+    axes.legend(fontsize="small", ncols=min(4, len(series)))
+    return figure
