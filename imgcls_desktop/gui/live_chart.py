@@ -3,25 +3,58 @@
 The Line2D objects are made once and fed with ``set_data`` behind a timer, so a flood of
 batch events costs a few redraws a second (matplotlib's ``embedding_in_qt_sgskip.py``).
 
-The timed redraws render on a thread of their own and the GUI thread only paints the
-finished buffer. Rendering on the GUI thread took about 60 ms alone but 150-300 ms while
-training competed for the GIL, and every one of those milliseconds froze the window
-(benchmarks/gui_responsiveness.py). A lock keeps the GUI thread's own draws (first show,
-resize) and the render thread apart. Only the GUI thread may call this widget's methods.
+The figure is drawn by matplotlib's Agg renderer on a thread of its own, and the widget
+only paints the finished image. Drawing on the GUI thread took about 60 ms alone but
+150-300 ms while training competed for the GIL, and every one of those milliseconds froze
+the window (benchmarks/gui_responsiveness.py). The render thread touches no Qt object: it
+owns a plain ``FigureCanvasAgg`` and hands the pixels back through a bridge QObject that
+lives as long as the process, so a chart deleted mid-render is never called from it (a
+``FigureCanvasQTAgg`` drawn off-thread crashed when its widget closed during a draw).
 """
 
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from PySide6.QtCore import QTimer, Signal, Slot
-from PySide6.QtWidgets import QSizePolicy
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtGui import QImage, QPainter
+from PySide6.QtWidgets import QSizePolicy, QWidget
+from shiboken6 import isValid
 
 TRAIN_COLOUR = "#1f77b4"
 VAL_COLOUR = "#d62728"
 PLACEHOLDER = "Press Train to see the curves"
+DPI = 90
+
+
+class _RenderBridge(QObject):
+    """Carries finished images from the render thread to the GUI thread (never deleted)."""
+
+    rendered = Signal(object, object)  # chart id, (pixels, width, height, ratio) or None
+
+    def __init__(self):
+        super().__init__()
+        self.charts = weakref.WeakValueDictionary()
+        self.rendered.connect(self._deliver)
+
+    @Slot(object, object)
+    def _deliver(self, chart_id, image):
+        chart = self.charts.get(chart_id)
+        if chart is not None and isValid(chart):  # its window may have closed meanwhile
+            chart._on_rendered(image)
+
+
+_bridge = None
+_render_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgcls-chart")
+
+
+def _get_bridge():
+    global _bridge
+    if _bridge is None:
+        _bridge = _RenderBridge()  # made on the GUI thread, so its slot runs there
+    return _bridge
 
 
 class _Series:
@@ -47,11 +80,11 @@ class _Series:
         self.x, self.y = [], []
 
 
-class LiveChart(FigureCanvasQTAgg):
+class LiveChart(QWidget):
     """Two plots side by side: loss and accuracy against (fractional) epoch.
 
     Attributes:
-        figure: the ``matplotlib.figure.Figure``.
+        figure: the ``matplotlib.figure.Figure`` (drawn off the GUI thread).
         lines: dict ``{(metric, series): Line2D}`` with metric "loss"/"accuracy" and series
             "train" (batch-resolution), "train_epoch" (epoch-end markers), "val".
         redraw_count: how many throttled redraws happened (tests check throttling).
@@ -59,20 +92,19 @@ class LiveChart(FigureCanvasQTAgg):
 
     redraw_interval_ms = 250  # at most ~4 redraws a second
     max_batch_points = 2000
-    _rendered = Signal()
-    _render_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgcls-chart")
 
     def __init__(self, parent=None):
-        # No layout engine: tight layout on every draw doubled the draw time (128 -> 69 ms),
-        # and each draw blocks the event loop. Layout is redone only when the size changes.
-        figure = Figure(figsize=(7.0, 2.8), dpi=90)
-        super().__init__(figure)
-        self.setParent(parent)
+        super().__init__(parent)
         self.setObjectName("liveChart")
         self.setAccessibleName("liveChart")
         self.setAccessibleDescription("Loss and accuracy curves for training and validation")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumHeight(180)
+        # No layout engine: tight layout on every draw doubled the draw time (128 -> 69 ms).
+        # Layout is redone only when the size changes.
+        figure = Figure(figsize=(7.0, 2.8), dpi=DPI)
+        self.figure = figure
+        self._agg = FigureCanvasAgg(figure)
         self.redraw_count = 0
         self._series = {}
         self.lines = {}
@@ -103,10 +135,11 @@ class LiveChart(FigureCanvasQTAgg):
         self._timer.setInterval(self.redraw_interval_ms)
         self._timer.timeout.connect(self._redraw)
         self._figure_lock = threading.Lock()
-        self._layout_dirty = True
+        self._size = None  # (width, height, device pixel ratio) the next render should have
+        self._image = None
         self._render_pending = False
         self._render_again = False
-        self._rendered.connect(self._on_rendered)
+        _get_bridge().charts[id(self)] = self
 
     # -- data -------------------------------------------------------------------
     @staticmethod
@@ -157,18 +190,16 @@ class LiveChart(FigureCanvasQTAgg):
         return len(self.lines[(metric, series)].get_xdata())
 
     def resizeEvent(self, event):
-        with self._figure_lock:
-            self._layout_dirty = True
-            super().resizeEvent(event)  # ends in draw_idle(), which renders off-thread
+        super().resizeEvent(event)
+        self._size = (max(1, self.width()), max(1, self.height()), self.devicePixelRatioF())
+        self.redraw_soon()
 
-    def draw(self):
-        with self._figure_lock:
-            super().draw()
-
-    def draw_idle(self):
-        """Every draw request (first show, resize, matplotlib's own) renders off-thread."""
-        self._timer.stop()
-        self._redraw()
+    def paintEvent(self, event):
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), self.palette().window())
+        if self._image is not None:
+            painter.drawImage(0, 0, self._image)
+        painter.end()
 
     # -- drawing ----------------------------------------------------------------
     def _schedule(self):
@@ -191,18 +222,42 @@ class LiveChart(FigureCanvasQTAgg):
                 axes.relim()
                 axes.autoscale_view(scalex=False, scaley=True)
 
+    def _render(self, chart_id, snapshot, size):
+        """Any thread: lay out, rasterise, and return the pixels (touches no Qt object)."""
+        with self._figure_lock:
+            if size is not None:
+                width, height, ratio = size
+                self.figure.set_dpi(DPI * ratio)
+                inches = (width * ratio / self.figure.dpi, height * ratio / self.figure.dpi)
+                if tuple(self.figure.get_size_inches()) != inches:
+                    self.figure.set_size_inches(*inches, forward=False)
+                    try:
+                        self.figure.tight_layout()
+                    except (ValueError, RuntimeError):
+                        pass  # too small to lay out: keep the previous margins
+            self._apply(snapshot)
+            self._agg.draw()
+            width, height = self._agg.get_width_height(physical=True)
+            pixels = bytes(self._agg.buffer_rgba())
+        return pixels, width, height, size[2] if size else 1.0
+
+    def _render_in_background(self, chart_id, snapshot, size):
+        try:
+            image = self._render(chart_id, snapshot, size)
+        except Exception:  # a failed frame is skipped; the next one may well work
+            image = None
+        _get_bridge().rendered.emit(chart_id, image)
+
     def flush(self):
-        """Redraw now, on this thread (e.g. right after training ends, and in tests)."""
+        """Render now and wait for it (e.g. in tests); the GUI thread blocks meanwhile."""
         self._timer.stop()
         self.redraw_count += 1
-        with self._figure_lock:
-            self._apply(self._snapshot())
-            FigureCanvasAgg.draw(self)
-        self.update()
+        self._on_rendered(self._render(id(self), self._snapshot(), self._size), finished=False)
 
     def redraw_soon(self):
         """Redraw at once but off this thread (e.g. the last points when training ends)."""
-        self.draw_idle()
+        self._timer.stop()
+        self._redraw()
 
     @Slot()
     def _redraw(self):
@@ -211,30 +266,17 @@ class LiveChart(FigureCanvasQTAgg):
             self._render_again = True
             return
         self._render_pending = True
-        self._render_thread.submit(self._render, self._snapshot())
+        _render_thread.submit(self._render_in_background, id(self), self._snapshot(), self._size)
 
-    def _render(self, snapshot):
-        """Render thread: lay the data out and rasterise the figure into the Agg buffer."""
-        try:
-            with self._figure_lock:
-                if self._layout_dirty:
-                    self._layout_dirty = False
-                    try:
-                        self.figure.tight_layout()
-                    except (ValueError, RuntimeError):
-                        pass  # too small to lay out: keep the previous margins
-                self._apply(snapshot)
-                FigureCanvasAgg.draw(self)
-        finally:
-            try:
-                self._rendered.emit()  # queued to the GUI thread
-            except RuntimeError:
-                pass  # the widget was deleted while we rendered
-
-    @Slot()
-    def _on_rendered(self):
-        self._render_pending = False
-        self.update()
-        if self._render_again:
+    def _on_rendered(self, image, finished=True):
+        if finished:
+            self._render_pending = False
+        if image is not None:
+            pixels, width, height, ratio = image
+            qimage = QImage(pixels, width, height, 4 * width, QImage.Format.Format_RGBA8888).copy()
+            qimage.setDevicePixelRatio(ratio)
+            self._image = qimage
+            self.update()
+        if finished and self._render_again:
             self._render_again = False
             self._schedule()
