@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cli_insight
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -64,7 +64,22 @@ def build_parser():
     p.add_argument("inputs", type=Path, nargs="+")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--csv", type=Path, help="also write one row per image to this CSV file")
+
+    _add_export_parser(sub, common)
+    cli_insight.add_commands(sub, common)
     return parser
+
+
+def _add_export_parser(sub, common):
+    p = sub.add_parser("export", parents=[common],
+                       help="export a model to saved_model, tflite or onnx, and check the export")
+    p.add_argument("model", type=Path)
+    p.add_argument("--format", required=True, choices=["saved_model", "tflite", "onnx"])
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder (saved_model) or file (.tflite, .onnx) to write")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--samples", type=int, default=8,
+                   help="random images to compare the export with the model on (default 8)")
 
 
 # -- output helpers ---------------------------------------------------------------------
@@ -244,6 +259,7 @@ def cmd_evaluate(args):
         print("confusion matrix (rows: true, columns: predicted)")
         for name, row in zip(report.class_names, report.confusion_matrix):
             print(f"  {name[:16]:16s} " + " ".join(f"{v:5d}" for v in row))
+        _print_calibration(report)
         mistakes = report.misclassified()
         for row in mistakes[:10]:
             print(f"  wrong: {row['path']}: {row['true']} -> {row['predicted']} ({row['confidence']:.2f})")
@@ -252,6 +268,19 @@ def cmd_evaluate(args):
     for path, reason in report.errors:
         print(f"imgcls: could not read {path}: {reason}", file=sys.stderr)
     return EXIT_PARTIAL if report.errors else EXIT_OK
+
+
+def _print_calibration(report):
+    if report.raw_probabilities is not None:
+        print(f"ECE before/after calibration: {report.ece_uncalibrated:.4f} / {report.ece:.4f} "
+              f"(temperature {report.calibration['temperature']:.3g})")
+        if report.unknown is not None:
+            print(f"unknown (\"none of my classes\"): {int(report.unknown.sum())} of "
+                  f"{len(report.unknown)} images (threshold "
+                  f"{report.calibration.get('unknown_threshold', 0):.2f})")
+    else:
+        reason = (report.calibration or {}).get("skipped", "the model has no calibration")
+        print(f"ECE {report.ece:.4f} (not calibrated: {reason})")
 
 
 def cmd_predict(args):
@@ -268,6 +297,10 @@ def cmd_predict(args):
         for r in results:
             if r.ok:
                 others = ", ".join(f"{label} {p:.2f}" for label, p in r.top_k[1:])
+                if r.unknown:
+                    others = ", ".join(f"{label} {p:.2f}" for label, p in r.top_k)
+                    print(f"{r.path}: {r.verdict}  [{others}]")
+                    continue
                 print(f"{r.path}: {r.label} ({r.confidence:.2f})" + (f"  [{others}]" if others else ""))
     for r in results:
         if not r.ok:
@@ -275,10 +308,11 @@ def cmd_predict(args):
     if args.csv:
         with open(args.csv, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["path", "label", "confidence", "top_k", "error"])
+            writer.writerow(["path", "label", "confidence", "top_k", "error", "unknown"])
             for r in results:
                 top = "; ".join(f"{label}:{p:.4f}" for label, p in r.top_k)
-                writer.writerow([r.path, r.label or "", f"{r.confidence:.6f}" if r.ok else "", top, r.error or ""])
+                writer.writerow([r.path, r.label or "", f"{r.confidence:.6f}" if r.ok else "", top, r.error or "",
+                                 ("yes" if r.unknown else "no") if r.ok else ""])
     if not results:
         print("imgcls: no images found in the given inputs", file=sys.stderr)
         return EXIT_FAILED
@@ -289,6 +323,49 @@ def cmd_predict(args):
 
 
 COMMANDS = {"inspect": cmd_inspect, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
+COMMANDS.update(cli_insight.COMMANDS)
+
+
+# -- export -----------------------------------------------------------------------------
+
+def cmd_export(args):
+    import shutil
+
+    from .core.export import export_and_verify, random_sample_images, sidecar_paths
+
+    out = args.out
+    if out.exists():
+        if not args.force:
+            raise _UsageError(f"{out} exists; pass --force to replace it")
+        targets = [out, *sidecar_paths(out, args.format)]
+        for target in targets:
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    if args.samples < 1:
+        raise _UsageError("--samples must be at least 1")
+    loaded = _load(args.model)
+    _log(args, f"Exporting {args.model} to {args.format} at {out}…")
+    info = export_and_verify(loaded, out, args.format,
+                             random_sample_images(loaded.image_size, count=args.samples))
+    check = info["verification"]
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        print(f"Wrote {out} ({info['bytes'] / 1e6:.2f} MB, "
+              f"{'calibrated' if info['calibrated'] else 'uncalibrated'} probabilities) "
+              f"and {', '.join(Path(f).name for f in info['files'][1:])}")
+        if check["verified"]:
+            print(f"Checked with {check['runtime']} on {check['num_images']} random images: "
+                  f"top-1 agreement {check['top1_agreement']:.0%}, "
+                  f"largest probability difference {check['max_abs_difference']:.2g}")
+    if not check["verified"]:
+        print(f"imgcls: warning: the export was not checked: {check['reason']}", file=sys.stderr)
+    return EXIT_OK
+
+
+COMMANDS["export"] = cmd_export
 
 
 def main(argv=None):

@@ -18,6 +18,26 @@ class EvaluationReport:
     probabilities: np.ndarray
     errors: list = field(default_factory=list)  # [(path, reason)] of files that failed
     split: str = ""
+    # The model's own softmax when ``probabilities`` are temperature-scaled, else None.
+    raw_probabilities: np.ndarray | None = None
+    calibration: dict | None = None  # the model's stored calibration, if it has one
+    unknown: np.ndarray | None = None  # bool per image: flagged "none of my classes"
+
+    @property
+    def ece(self):
+        """Expected calibration error of ``probabilities`` (the confidences shown)."""
+        from .calibration import expected_calibration_error
+
+        return expected_calibration_error(self.probabilities, self.y_true)
+
+    @property
+    def ece_uncalibrated(self):
+        """ECE of the model's own softmax, or None when the model is not calibrated."""
+        from .calibration import expected_calibration_error
+
+        if self.raw_probabilities is None:
+            return None
+        return expected_calibration_error(self.raw_probabilities, self.y_true)
 
     @property
     def y_pred(self):
@@ -64,7 +84,7 @@ class EvaluationReport:
 
     def to_dict(self):
         """The ``evaluate --json`` document."""
-        return {
+        data = {
             "accuracy": round(self.accuracy, 6),
             "class_names": list(self.class_names),
             "confusion_matrix": self.confusion_matrix.tolist(),
@@ -76,6 +96,14 @@ class EvaluationReport:
             "split": self.split,
             "errors": [{"path": path, "reason": reason} for path, reason in self.errors],
         }
+        data["ece"] = round(self.ece, 6)
+        if self.raw_probabilities is not None:
+            data["ece_uncalibrated"] = round(self.ece_uncalibrated, 6)
+        if self.calibration is not None:
+            data["calibration"] = dict(self.calibration)
+        if self.unknown is not None:
+            data["num_unknown"] = int(np.count_nonzero(self.unknown))
+        return data
 
 
 def evaluate_items(loaded, items, item_class_names, on_progress=None, stop_event=None):
@@ -95,7 +123,7 @@ def evaluate_items(loaded, items, item_class_names, on_progress=None, stop_event
     results = predictor.predict_paths([item.path for item in items], top_k=1,
                                       on_progress=on_progress, stop_event=stop_event)
     label_of = {str(item.path): model_index[item_class_names[item.label]] for item in items}
-    paths, y_true, rows, errors = [], [], [], []
+    paths, y_true, rows, raw_rows, unknown, errors = [], [], [], [], [], []
     for result in results:
         if not result.ok:
             errors.append((result.path, result.error))
@@ -103,13 +131,25 @@ def evaluate_items(loaded, items, item_class_names, on_progress=None, stop_event
         paths.append(result.path)
         y_true.append(label_of[result.path])
         rows.append(result.probabilities)
+        raw_rows.append(result.raw_probabilities)
+        unknown.append(result.unknown)
     num_classes = len(loaded.class_names)
     y_true = np.asarray(y_true, dtype=np.int64)
     probabilities = np.asarray(rows, dtype=np.float32).reshape(-1, num_classes)
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(matrix, (y_true, probabilities.argmax(axis=1)), 1)
+    calibrated = predictor.calibrated
+    raw = np.asarray(raw_rows, dtype=np.float32).reshape(-1, num_classes) if calibrated else None
     return EvaluationReport(class_names=list(loaded.class_names), confusion_matrix=matrix,
-                            paths=paths, y_true=y_true, probabilities=probabilities, errors=errors)
+                            paths=paths, y_true=y_true, probabilities=probabilities, errors=errors,
+                            raw_probabilities=raw,
+                            calibration=_stored_calibration(loaded),
+                            unknown=np.asarray(unknown, dtype=bool))
+
+
+def _stored_calibration(loaded):
+    calibration = (loaded.metadata or {}).get("calibration")
+    return dict(calibration) if isinstance(calibration, dict) else None
 
 
 def evaluate_folder(loaded, folder, *, on_progress=None, stop_event=None):

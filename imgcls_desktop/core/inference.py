@@ -14,34 +14,72 @@ from .errors import ImageError
 from .images import load_image
 
 
+UNKNOWN_TEXT = "none of my classes"
+
+
 @dataclass
 class Prediction:
+    """One image's answer.
+
+    ``probabilities`` and ``confidence`` are calibrated when the model carries a
+    temperature (``raw_probabilities`` keeps the model's own softmax). ``unknown`` is True
+    when the top probability is below the model's ``unknown_threshold``: ``label`` is
+    still the best class, but the verdict is "none of my classes (N% sure)", N being the
+    (low) confidence of that best guess.
+    """
+
     path: str
     label: str | None = None
     confidence: float | None = None
     top_k: list = field(default_factory=list)  # [(label, probability), ...]
     probabilities: object = None  # numpy array over all classes
     error: str | None = None
+    unknown: bool = False
+    unknown_threshold: float | None = None
+    raw_probabilities: object = None  # the model's uncalibrated softmax
 
     @property
     def ok(self):
         return self.error is None
 
+    @property
+    def verdict(self):
+        """What to tell the user: the label, or "none of my classes (N% sure)"."""
+        if self.error is not None:
+            return None
+        if self.unknown:
+            return f"{UNKNOWN_TEXT} ({self.confidence:.0%} sure)"
+        return self.label
+
     def to_dict(self):
         if self.error is not None:
             return {"path": self.path, "error": self.error}
-        return {
+        data = {
             "path": self.path,
             "label": self.label,
             "confidence": round(float(self.confidence), 6),
             "top_k": [{"label": label, "probability": round(float(p), 6)} for label, p in self.top_k],
+            "unknown": bool(self.unknown),
+            "verdict": self.verdict,
         }
+        if self.unknown_threshold is not None:
+            data["unknown_threshold"] = round(float(self.unknown_threshold), 6)
+        return data
 
 
 class Predictor:
-    """Classifies images with a :class:`model_io.LoadedModel`. Not for a model in training."""
+    """Classifies images with a :class:`model_io.LoadedModel`. Not for a model in training.
+
+    When the model's metadata holds a calibration (see :mod:`core.calibration`), the
+    probabilities are ``softmax(logits / temperature)`` and answers below the unknown
+    threshold are flagged; a plain Keras model without a ``logits`` layer gives its own
+    outputs unchanged.
+    """
 
     def __init__(self, loaded, batch_size=64):
+        from .backend import keras_module
+        from .calibration import single_input, temperature_of, unknown_threshold_of
+
         tf = tensorflow_module()
         self.loaded = loaded
         self.class_names = list(loaded.class_names)
@@ -50,8 +88,29 @@ class Predictor:
         model = loaded.model
         height, width = self.image_size
         spec = tf.TensorSpec((None, height, width, 3), tf.float32)
-        self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        self.temperature = temperature_of(loaded.metadata)
+        self.unknown_threshold = unknown_threshold_of(loaded.metadata)
+        both = None
+        if self.temperature is not None:
+            try:
+                logits = model.get_layer("logits").output
+                # One forward pass gives both the logits and the model's own softmax.
+                both = keras_module().Model(single_input(model), [logits, model.outputs[0]])
+            except (ValueError, AttributeError):
+                both = None
+        if both is None:
+            # Nothing to scale: the model's probabilities as they are, and no threshold,
+            # which was tuned on calibrated probabilities.
+            self.temperature = None
+            self.unknown_threshold = None
+            self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        else:
+            self._call = tf.function(lambda x: both(x, training=False), input_signature=[spec])
         self._warm = False
+
+    @property
+    def calibrated(self):
+        return self.temperature is not None
 
     def warm_up(self):
         """Trace and run once, so the first real image does not pay for it."""
@@ -59,15 +118,37 @@ class Predictor:
             self.probabilities(np.zeros((1, *self.image_size, 3), dtype=np.uint8))
             self._warm = True
 
-    def probabilities(self, images):
-        """Class probabilities for a uint8 or float batch ``(n, h, w, 3)`` of raw pixels."""
+    def both_probabilities(self, images):
+        """``(calibrated, raw)`` probabilities of a raw-pixel batch ``(n, h, w, 3)``.
+
+        Without a calibration both are the model's own outputs.
+        """
+        from .calibration import softmax
+
         batch = np.asarray(images, dtype=np.float32)
-        outputs = []
+        calibrated, raw = [], []
         for start in range(0, len(batch), self.batch_size):
-            outputs.append(np.asarray(self._call(batch[start:start + self.batch_size])))
-        if not outputs:
-            return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        return np.concatenate(outputs)
+            output = self._call(batch[start:start + self.batch_size])
+            if self.temperature is None:
+                probs = np.asarray(output)
+                calibrated.append(probs)
+                raw.append(probs)
+            else:
+                logits, probs = (np.asarray(part) for part in output)
+                calibrated.append(softmax(logits, self.temperature).astype(np.float32))
+                raw.append(probs)
+        if not calibrated:
+            empty = np.zeros((0, len(self.class_names)), dtype=np.float32)
+            return empty, empty
+        return np.concatenate(calibrated), np.concatenate(raw)
+
+    def probabilities(self, images):
+        """Class probabilities (calibrated if the model is) for raw pixels ``(n, h, w, 3)``."""
+        return self.both_probabilities(images)[0]
+
+    def raw_probabilities(self, images):
+        """The model's own softmax outputs, without temperature scaling."""
+        return self.both_probabilities(images)[1]
 
     def predict_paths(self, inputs, top_k=3, on_progress=None, stop_event=None):
         """Classify files and folders; every input gets a result or its own error."""
@@ -78,9 +159,9 @@ class Predictor:
         def flush():
             if not pending_pixels:
                 return
-            probs = self.probabilities(np.stack(pending_pixels))
-            for index, row in zip(pending_index, probs):
-                results[index] = self._result(str(paths[index]), row, top_k)
+            probs, raw = self.both_probabilities(np.stack(pending_pixels))
+            for index, row, raw_row in zip(pending_index, probs, raw):
+                results[index] = self._result(str(paths[index]), row, top_k, raw_row)
             pending_index.clear()
             pending_pixels.clear()
 
@@ -99,7 +180,7 @@ class Predictor:
         flush()
         return [result for result in results if result is not None]
 
-    def _result(self, path, row, top_k):
+    def _result(self, path, row, top_k, raw_row=None):
         if not np.all(np.isfinite(row)):
             return Prediction(path=path, error="model produced invalid output (NaN or infinity)")
         order = np.argsort(row)[::-1][: max(1, top_k)]
@@ -107,5 +188,7 @@ class Predictor:
         return Prediction(
             path=path, label=self.class_names[best], confidence=float(row[best]),
             top_k=[(self.class_names[int(i)], float(row[int(i)])) for i in order],
-            probabilities=row,
+            probabilities=row, raw_probabilities=row if raw_row is None else raw_row,
+            unknown=self.unknown_threshold is not None and float(row[best]) < self.unknown_threshold,
+            unknown_threshold=self.unknown_threshold,
         )

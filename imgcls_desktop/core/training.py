@@ -380,12 +380,30 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
             "validation_files": [_relative(item.path, scan.root) for item in val_items],
         },
     }
+    metadata["calibration"] = _calibration(model, x_val, y_val, num_classes)
     return TrainingResult(
         model=model, class_names=list(scan.class_names), history=run.history,
         epochs_run=run.epoch, best_epoch=run.best_epoch, best_val_accuracy=best_val,
         seconds=seconds, stopped_by_user=run.stopped_by_user, stop_reason=run.stop_reason,
         metadata=metadata, skipped_files=skipped,
     )
+
+
+def _calibration(model, x_val, y_val, num_classes):
+    """Temperature and unknown threshold fitted on the validation split, or why not.
+
+    Calibration is a bonus: whatever goes wrong here is recorded, never raised, so it
+    cannot cost the user the model that just trained.
+    """
+    counts = np.bincount(np.asarray(y_val, dtype=np.int64), minlength=num_classes)
+    if len(x_val) == 0 or counts.min() < 1:
+        return {"skipped": "needs a validation split with at least one image of every class"}
+    try:
+        from .calibration import calibrate
+
+        return calibrate(model, x_val, y_val)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        return {"skipped": f"calibration failed: {type(exc).__name__}: {exc}"}
 
 
 def _ValidationTimer(keras, run):

@@ -36,6 +36,19 @@ def _load_engine():
     return versions()
 
 
+def _export(loaded, path, format):
+    from ..core.export import export_and_verify
+
+    return export_and_verify(loaded, path, format)
+
+
+EXPORT_FORMATS = {  # format -> (what the chooser shows, file filter or None for a folder)
+    "saved_model": ("TensorFlow SavedModel (folder)", None),
+    "tflite": ("TensorFlow Lite (.tflite)", "TensorFlow Lite (*.tflite)"),
+    "onnx": ("ONNX (.onnx, needs tf2onnx)", "ONNX (*.onnx)"),
+}
+
+
 def _config_from_dict(data):
     from ..core.models import Augmentation, PRESETS
     from ..core.training import TrainingConfig
@@ -55,6 +68,7 @@ class MainWindow(QMainWindow):
     dataset_opened = Signal(object)  # DatasetScan
     model_changed = Signal(object)  # LoadedModel or None
     evaluation_finished = Signal(object)  # EvaluationReport
+    model_exported = Signal(object)  # core.export.export_and_verify's dict
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -102,6 +116,8 @@ class MainWindow(QMainWindow):
                                               "Open a .keras model file")
         self.save_model_action = self._action("&Save model as…", self.ask_save_model,
                                               QKeySequence.StandardKey.Save, "Save the current model as .keras")
+        self.export_model_action = self._action("E&xport…", self.ask_export_model, None,
+                                                "Export the current model to SavedModel, TFLite or ONNX")
         self.summary_action = self._action("Model s&ummary", self.show_model_summary, "Ctrl+I")
         self.evaluate_action = self._action("&Evaluate on dataset", self.evaluate_current, "Ctrl+E",
                                             "Evaluate the current model on the open dataset")
@@ -119,7 +135,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(quit_action)
         model_menu = menu.addMenu("&Model")
-        for action in (self.open_model_action, self.save_model_action):
+        for action in (self.open_model_action, self.save_model_action, self.export_model_action):
             model_menu.addAction(action)
         self.recent_models_menu = model_menu.addMenu("Recent m&odels")
         model_menu.addSeparator()
@@ -156,6 +172,10 @@ class MainWindow(QMainWindow):
     # -- start-up -------------------------------------------------------------------
     def start(self, dataset=None):
         """Begin the work a fresh window does: load the engine, open a dataset."""
+        from ..core.model_io import remove_stale_temp_files
+
+        # Temp files of a save that a crash interrupted: hidden, never loaded, now removed.
+        remove_stale_temp_files(user_data_dir() / "models")
         self.engine_label.setText("Loading engine…")
         self.jobs.start(Job(_load_engine, uses_engine=True), on_success=self._on_engine_loaded,
                         on_failure=self._on_engine_failed)
@@ -230,6 +250,64 @@ class MainWindow(QMainWindow):
                 path += ".keras"
             self.state.save_as(path)
 
+    # -- export -----------------------------------------------------------------------
+    def _ask_export_format(self):
+        """Ask which format to export to (tests replace this). Returns a format or ""."""
+        from PySide6.QtWidgets import QInputDialog
+
+        titles = [title for title, _filter in EXPORT_FORMATS.values()]
+        choice, accepted = QInputDialog.getItem(self, "Export model", "Format:", titles, 0, False)
+        if not accepted:
+            return ""
+        return next(name for name, (title, _f) in EXPORT_FORMATS.items() if title == choice)
+
+    def _ask_export_path(self, format):
+        """Ask where to write the export (tests replace this). Returns a path or ""."""
+        title, file_filter = EXPORT_FORMATS[format]
+        stem = Path.home() / f"{self.state.loaded.preset}"
+        if file_filter is None:
+            path, _ = QFileDialog.getSaveFileName(self, f"Export as {title} (a new folder)",
+                                                  str(stem) + "_saved_model")
+            return path
+        suffix = ".tflite" if format == "tflite" else ".onnx"
+        path, _ = QFileDialog.getSaveFileName(self, f"Export as {title}", str(stem) + suffix, file_filter)
+        if path and not path.lower().endswith(suffix):
+            path += suffix
+        return path
+
+    def ask_export_model(self):
+        if self.state.loaded is None:
+            show_error(self, "No model", "Train a model or open a .keras file first.")
+            return
+        format = self._ask_export_format()
+        if not format:
+            return
+        path = self._ask_export_path(format)
+        if path:
+            self.export_model(path, format)
+
+    def export_model(self, path, format):
+        """Export the current model in the background, then check it in its own runtime."""
+        self.statusBar().showMessage(f"Exporting to {path}…")
+        self.jobs.start(Job(_export, self.state.loaded, str(path), format, uses_engine=True),
+                        on_success=self._on_exported, on_failure=self._on_export_failed)
+
+    @Slot(object)
+    def _on_exported(self, info):
+        check = info["verification"]
+        if check.get("verified"):
+            detail = (f"checked with {check['runtime']}: top-1 agreement {check['top1_agreement']:.0%}, "
+                      f"largest probability difference {check['max_abs_difference']:.1g}")
+        else:
+            detail = f"not checked: {check.get('reason')}"
+        self.statusBar().showMessage(f"Exported {info['path']} ({info['bytes'] / 1e6:.1f} MB; {detail})")
+        self.model_exported.emit(info)
+
+    @Slot(object, str)
+    def _on_export_failed(self, exc, details):
+        self.statusBar().showMessage("Export failed")
+        show_exception(self, "Export failed", exc, details)
+
     def evaluate_current(self):
         if self.state.loaded is None or self.scan is None:
             show_error(self, "Nothing to evaluate", "Open or train a model and open a dataset first.")
@@ -273,6 +351,11 @@ class MainWindow(QMainWindow):
             lines.append(f"<b>Best validation accuracy:</b> {summary['best_val_accuracy']:.3f}")
         if history.get("loss"):
             lines.append(f"<b>Final training loss:</b> {history['loss'][-1]:.4f}")
+        calibration = self.state.loaded.metadata.get("calibration")
+        if isinstance(calibration, dict) and "temperature" in calibration:
+            lines.append(f"<b>Calibration:</b> temperature {calibration['temperature']:.3g}, "
+                         f"validation ECE {calibration['ece_before']:.3f} → {calibration['ece_after']:.3f}, "
+                         f"\"none of my classes\" below {calibration['unknown_threshold']:.0%}")
         lines.append(f"<b>File:</b> {summary['path'] if summary['path'] != 'None' else 'not saved yet'}")
         self._show_message_box("Model summary", "<br>".join(lines))
 
@@ -318,6 +401,7 @@ class MainWindow(QMainWindow):
         has_model = self.state.loaded is not None
         self.save_model_action.setEnabled(has_model and not training)
         self.summary_action.setEnabled(has_model)
+        self.export_model_action.setEnabled(has_model and not training)
         self.evaluate_action.setEnabled(has_model and self.scan is not None and not training)
         self.open_model_action.setEnabled(not training)
         self.train_action.setEnabled(self.scan is not None and self.versions is not None and not training)
@@ -402,8 +486,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Stopping training…")
             self.training.request_stop()
             self.training.wait_for_stop(120000)
+        self.jobs.cancel_all()  # first, so evaluations stop while the browser winds down
         self.browser.stop_background_work()
-        self.jobs.cancel_all()
         self.jobs.wait(60000)
         store = settings.settings()
         store.setValue(settings.GEOMETRY, self.saveGeometry())

@@ -76,8 +76,16 @@ class PredictionRow(QWidget):
         file_label.setStyleSheet("color: palette(mid);")
         text.addWidget(file_label)
         if prediction.ok:
-            headline = _name(QLabel(f"<b>{prediction.label}</b> &nbsp; <b>{prediction.confidence:.0%}</b>"),
-                             "predictionLabel")
+            if getattr(prediction, "unknown", False):
+                # Still the top-k bars below: the user sees what it would have guessed.
+                headline = _name(QLabel(f"<b>{prediction.verdict}</b>"), "predictionLabel")
+                headline.setToolTip(
+                    f"Its best guess, {prediction.label}, is below the {prediction.unknown_threshold:.0%} "
+                    "confidence the model needs, tuned on its validation images.")
+                headline.setStyleSheet("color: #b9770e;")
+            else:
+                headline = _name(QLabel(f"<b>{prediction.label}</b> &nbsp; <b>{prediction.confidence:.0%}</b>"),
+                                 "predictionLabel")
             text.addWidget(headline)
             for label, probability in prediction.top_k:
                 text.addLayout(self._bar(label, probability))
@@ -299,6 +307,9 @@ class PredictionPane(QWidget):
             failed = len(self._results) - ok
             if self._results:
                 summary = f"{ok} image(s) classified"
+                unknown = sum(1 for p in self._results if p.ok and p.unknown)
+                if unknown:
+                    summary += f" ({unknown} none of my classes)"
                 if failed:
                     summary += f", {failed} could not be classified"
                 self.status_label.setText(f"{summary}.")
