@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from compare_presets import machine_description  # same folder: run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,19 +52,6 @@ def launch_once(command, data_dir, timeout_s):
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def machine_line():
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} logical CPUs, "
-            f"Python {platform.python_version()}")
 
 
 def main(argv=None):
@@ -102,7 +91,7 @@ def main(argv=None):
     text = "\n".join([
         f"# Start-up to a visible window, {today}",
         "",
-        f"Machine: {machine_line()}. Qt platform: "
+        f"Machine: {machine_description()}, Python {platform.python_version()}. Qt platform: "
         f"{'offscreen (no display)' if not os.environ.get('DISPLAY') and not os.environ.get('WAYLAND_DISPLAY') else 'display'}. "
         f"Load average (1 min) before/after: {load_before:.2f}/{load_after:.2f} (the cores are shared).",
         "",

@@ -235,19 +235,10 @@ def cmd_train(args):
     return EXIT_PARTIAL if (scan.problems or result.skipped_files) else EXIT_OK
 
 
-def _load(path):
-    from .core.model_io import load_model
-
-    loaded = load_model(path)
-    for warning in loaded.warnings:
-        print(f"imgcls: warning: {warning}", file=sys.stderr)
-    return loaded
-
-
 def cmd_evaluate(args):
     from .core.evaluation import evaluate_folder
 
-    loaded = _load(args.model)
+    loaded = cli_insight.load_with_warnings(args.model)
     report = evaluate_folder(loaded, args.dataset)
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
@@ -288,7 +279,7 @@ def cmd_predict(args):
 
     from .core.inference import Predictor
 
-    loaded = _load(args.model)
+    loaded = cli_insight.load_with_warnings(args.model)
     predictor = Predictor(loaded)
     results = predictor.predict_paths(args.inputs, top_k=args.top_k)
     if args.json:
@@ -345,7 +336,7 @@ def cmd_export(args):
                 target.unlink()
     if args.samples < 1:
         raise _UsageError("--samples must be at least 1")
-    loaded = _load(args.model)
+    loaded = cli_insight.load_with_warnings(args.model)
     _log(args, f"Exporting {args.model} to {args.format} at {out}…")
     info = export_and_verify(loaded, out, args.format,
                              random_sample_images(loaded.image_size, count=args.samples))

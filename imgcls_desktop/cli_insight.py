@@ -50,7 +50,8 @@ def _usage(message):
     return EXIT_USAGE
 
 
-def _load(path):
+def load_with_warnings(path):
+    """Load a model file for a command; its warnings go to stderr (shared with cli.py)."""
     from .core.model_io import load_model
 
     loaded = load_model(path)
@@ -70,7 +71,7 @@ def cmd_explain(args):
         return _usage(f"--alpha must be between 0 and 1 (got {args.alpha})")
     if not args.out.parent.is_dir():
         return _usage(f"cannot write {args.out}: the folder {args.out.parent} does not exist")
-    loaded = _load(args.model)
+    loaded = load_with_warnings(args.model)
     class_index = None
     if args.class_name is not None:
         if args.class_name not in loaded.class_names:
@@ -115,7 +116,7 @@ def cmd_robustness(args):
 
     if args.chart is not None and args.chart.suffix.lower() not in (".png", ".svg", ".pdf"):
         return _usage(f"--chart must end in .png, .svg or .pdf (got {args.chart.name})")
-    loaded = _load(args.model)
+    loaded = load_with_warnings(args.model)
     scan = scan_dataset(args.dataset)
     split, items = _split_items(scan, args.split)
     report = robustness_report(loaded, items, scan.class_names)
