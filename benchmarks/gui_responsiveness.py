@@ -77,6 +77,9 @@ def main():
     from imgcls_desktop.resources import sample_dataset_path
 
     app = QApplication(sys.argv[:1])
+    from imgcls_desktop.gui.garbage import GarbageCollector
+
+    collector = GarbageCollector(app)  # noqa: F841 (as app.main installs it)
     window = MainWindow()
     window.show()
     visible = {}

@@ -98,6 +98,9 @@ def main(argv=None):
     if icon.exists():
         app.setWindowIcon(QIcon(str(icon)))
     bridge = install_exception_hooks()  # noqa: F841 (kept alive for the app's lifetime)
+    from .gui.garbage import GarbageCollector
+
+    app.garbage_collector = GarbageCollector(app)  # Qt objects are freed on this thread only
 
     from .gui.main_window import MainWindow
 

@@ -68,6 +68,12 @@ def _no_dangling_threads(request):
     if "qtbot" not in request.fixturenames and "qapp" not in request.fixturenames:
         yield
         return
+    import gc
+
+    from imgcls_desktop.gui.garbage import GarbageCollector
+
+    request.getfixturevalue("qapp")
+    collector = GarbageCollector()  # as in the app: cyclic garbage freed on the GUI thread only
     yield
     from PySide6.QtCore import QThread
 
@@ -78,6 +84,8 @@ def _no_dangling_threads(request):
     running = [t for t in training_worker.live_threads() if isinstance(t, QThread) and t.isRunning()]
     for thread in running:
         thread.wait(30000)
+    collector.stop()  # workers are idle now: collecting anywhere is safe again
+    gc.collect()
     if running or not jobs_done:
         pytest.fail(f"test left {len(running)} QThread(s) running; jobs all ended: {jobs_done}")
 

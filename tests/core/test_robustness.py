@@ -26,7 +26,9 @@ def test_report_has_every_corruption_and_class(trained, shapes_split_dataset):
         assert 0.0 <= row["accuracy"] <= 1.0
     clean = rows["clean"]["accuracy"]
     assert clean > 0.8
-    assert rows["heavy_blur"]["accuracy"] <= clean
+    # Blur can fix one borderline image by chance (training is not bit-reproducible on CPU);
+    # more than one would mean the corruption is not reaching the model.
+    assert rows["heavy_blur"]["accuracy"] <= clean + 1 / 24 + 1e-9
     # Every image the same grey: one answer for all, so exactly one class of three is right.
     assert abs(rows["grey"]["accuracy"] - 1 / 3) < 1e-6
     assert sorted(rows["grey"]["per_class"].values()) == [0.0, 0.0, 1.0]
