@@ -99,3 +99,18 @@ def error_dialogs():
     error_dialog.set_presenter(lambda *args: shown.append(args))
     yield shown
     error_dialog.set_presenter(None)
+
+
+@pytest.fixture
+def window(qtbot):
+    """A MainWindow that closes without asking and leaves no training or job behind."""
+    from imgcls_desktop.gui.main_window import MainWindow
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window._confirm_close_during_training = lambda: True
+    yield window
+    if window.training.is_training():
+        window.training.request_stop()
+        window.training.wait_for_stop(60000)
+    window.jobs.wait(60000)

@@ -14,18 +14,6 @@ CONTRACT = ["datasetBrowser", "trainButton", "stopButton", "trainingProgress", "
             "evaluationView", "confusionMatrix", "predictionPane", "predictionResults"]
 
 
-@pytest.fixture
-def window(qtbot):
-    window = MainWindow()
-    qtbot.addWidget(window)
-    window._confirm_close_during_training = lambda: True
-    yield window
-    if window.training.is_training():
-        window.training.request_stop()
-        window.training.wait_for_stop(60000)
-    window.jobs.wait(60000)
-
-
 def started(qtbot, window, dataset):
     with qtbot.waitSignals([window.engine_ready, window.dataset_opened], timeout=120000):
         window.start(dataset)

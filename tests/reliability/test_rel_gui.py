@@ -22,7 +22,6 @@ from imgcls_desktop.core.dataset import scan_dataset
 from imgcls_desktop.core.model_io import LoadedModel, load_model
 from imgcls_desktop.core.training import TrainingConfig
 from imgcls_desktop.gui import jobs, model_state, prediction_pane, training_worker
-from imgcls_desktop.gui.main_window import MainWindow
 from imgcls_desktop.gui.prediction_pane import PredictionPane
 from tests.synthetic import make_shapes_dataset
 
@@ -44,15 +43,6 @@ class Gate:
             return self.function(*args, **kwargs)
         finally:
             self.finished.set()
-
-
-@pytest.fixture
-def window(qtbot):
-    window = MainWindow()
-    qtbot.addWidget(window)
-    window._confirm_close_during_training = lambda: True
-    yield window
-    window.jobs.wait(60000)
 
 
 def _release_when_close_begins(window, gate):
