@@ -53,6 +53,9 @@ def build_parser():
                                      "(default: ImageNet weights, downloaded once and cached)")
     p.add_argument("--augment", help="augmentation, e.g. 'flip,rotation=0.05,zoom=0.1,translation=0.1,"
                                      "contrast=0.2' or 'none' (default: the preset's)")
+    p.add_argument("--class-weights", choices=["balanced"],
+                   help="weigh each class by its inverse frequency (for imbalanced datasets; "
+                        "'imgcls doctor' says when it is suggested)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
     p = sub.add_parser("evaluate", parents=[common], help="accuracy, per-class metrics, confusion matrix")
@@ -192,6 +195,7 @@ def cmd_train(args):
         batch_size=args.batch_size, learning_rate=args.learning_rate, image_size=args.image_size,
         validation_split=args.validation_split, seed=args.seed, augmentation=augmentation,
         early_stopping_patience=args.patience or None, weights=args.weights or "imagenet",
+        class_weights=args.class_weights,
     )
     scan = scan_dataset(args.dataset)
     for problem in scan.problems:

@@ -33,6 +33,7 @@ class TrainingConfig:
     augmentation: Augmentation | None = None
     early_stopping_patience: int | None = 10  # epochs without improvement; None disables
     weights: str | None = "imagenet"  # transfer presets: "imagenet", a local file, or None
+    class_weights: str | None = None  # "balanced": weigh each class by inverse frequency
 
     def resolved(self):
         """A copy with every preset default filled in."""
@@ -327,6 +328,7 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
     val_data = (make_dataset(x_val, y_val, num_classes, batch_size, shuffle=False)
                 if len(x_val) else None)
     steps = math.ceil(len(x_train) / batch_size)
+    class_weight = _class_weight(config.class_weights, y_train, num_classes)
     run = _Run(model, config, steps, batch_size, on_progress, stop_event,
                has_validation=val_data is not None)
     forwarder = _make_callbacks(keras)(run)
@@ -334,7 +336,8 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
     epochs = 100_000 if config.time_budget else config.epochs
     callbacks = [forwarder, _ValidationTimer(keras, run)]
     model.fit(train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks, verbose=0,
-              shuffle=False)  # the tf.data pipeline shuffles
+              shuffle=False,  # the tf.data pipeline shuffles
+              class_weight=class_weight)
     run.fit_seconds = time.perf_counter() - run.start
 
     if run.diverged is not None:
@@ -387,6 +390,18 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
         seconds=seconds, stopped_by_user=run.stopped_by_user, stop_reason=run.stop_reason,
         metadata=metadata, skipped_files=skipped,
     )
+
+
+def _class_weight(mode, y_train, num_classes):
+    """Keras ``class_weight`` for a weighting mode, or None for unweighted training."""
+    if not mode:
+        return None
+    if mode != "balanced":
+        raise TrainingError(f"Unknown class weighting {mode!r}; use 'balanced' or leave it off.")
+    from .doctor import class_weights
+
+    counts = np.bincount(np.asarray(y_train, dtype=np.int64), minlength=num_classes)
+    return class_weights(counts)
 
 
 def _calibration(model, x_val, y_val, num_classes):
