@@ -168,7 +168,8 @@ def compute_logits(model, images, batch_size=64):
     sub_model = logits_model(model)
     if sub_model is None:
         raise ValueError(f"model {model.name!r} has no layer named 'logits' to calibrate")
-    images = np.asarray(images)
+    if not hasattr(images, "shape"):
+        images = np.asarray(images)  # a list; arrays and on-disk image sets are sliced as they are
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size].astype(np.float32)

@@ -17,6 +17,8 @@ from .images import load_image
 
 # Decoded arrays kept between runs (the GUI retrains on the same folder often).
 _CACHE_LIMIT_BYTES = 2 * 1024**3
+# Above this many decoded bytes a set goes to the disk cache instead of memory.
+_MEMORY_LIMIT_BYTES = int(float(os.environ.get("IMGCLS_MEMORY_LIMIT_MB", "1024")) * 1024**2)
 _cache = OrderedDict()
 _cache_lock = threading.Lock()
 
@@ -40,6 +42,11 @@ def decode_items(items, image_size, *, on_progress=None, stop_event=None):
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
+    if len(items) * image_size * image_size * 3 > _MEMORY_LIMIT_BYTES:
+        from .image_cache import decode_to_disk
+
+        return decode_to_disk(items, image_size, [entry[2] for entry in key[1]],
+                              on_progress=on_progress, stop_event=stop_event, cancelled=Cancelled)
     images = np.empty((len(items), image_size, image_size, 3), dtype=np.uint8)
     labels = np.empty((len(items),), dtype=np.int32)
     problems = []
@@ -109,10 +116,13 @@ def make_dataset(images, labels, num_classes, batch_size, *, shuffle, augmenter=
     tf = tensorflow_module()
     if len(images) == 0:
         raise TrainingError("No images left to train on after decoding.")
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
-    if shuffle:
-        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+    if isinstance(images, np.ndarray):
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+        if shuffle:
+            dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size)
+    else:
+        dataset = _disk_batches(tf, images, labels, batch_size, shuffle, seed)
 
     def to_float(x, y):
         return tf.cast(x, tf.float32), tf.one_hot(y, num_classes)
@@ -124,6 +134,28 @@ def make_dataset(images, labels, num_classes, batch_size, *, shuffle, augmenter=
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _disk_batches(tf, images, labels, batch_size, shuffle, seed):
+    """Batches gathered from a :class:`image_cache.DiskImages` by shuffled index."""
+    labels = np.asarray(labels, dtype=np.int32)
+    dataset = tf.data.Dataset.range(len(images))
+    if shuffle:
+        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    shape = images.shape[1:]
+
+    def gather(indices):
+        indices = np.sort(indices)  # sequential reads where the shuffle allows
+        return images.take(indices), labels[indices]
+
+    def load(indices):
+        x, y = tf.numpy_function(gather, [indices], (tf.uint8, tf.int32), stateful=False)
+        x.set_shape((None, *shape))
+        y.set_shape((None,))
+        return x, y
+
+    return dataset.map(load, num_parallel_calls=2)
 
 
 def augmentation_preview(images, augmentation, count=8, seed=0):
