@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .. import __version__
-from .backend import keras_module, versions
+from .backend import keras_module, tensorflow_module, versions
 from .dataset import scan_dataset, split_train_validation
 from .errors import TrainingError
-from .models import Augmentation, build_model, forward_flops, get_preset
+from .models import Augmentation, build_model, forward_flops, get_preset, init_whitening
 from .pipeline import Cancelled, build_augmenter, decode_items, make_dataset
 
 
@@ -34,6 +34,9 @@ class TrainingConfig:
     early_stopping_patience: int | None = 10  # epochs without improvement; None disables
     weights: str | None = "imagenet"  # transfer presets: "imagenet", a local file, or None
     class_weights: str | None = None  # "balanced": weigh each class by inverse frequency
+    # Transfer presets: run the frozen backbone once per image and train the head on the
+    # stored features (rotation and zoom are then not applied; flips are, as stored copies).
+    cache_features: bool = True
 
     def resolved(self):
         """A copy with every preset default filled in."""
@@ -251,8 +254,8 @@ def fit_batch_size(preset_batch_size, num_train_images, min_steps=16):
 
 def _optimizer(keras, preset, learning_rate):
     if preset.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True,
-                                    weight_decay=5e-4)
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=preset.momentum,
+                                    nesterov=True, weight_decay=preset.weight_decay)
     return keras.optimizers.Adam(learning_rate=learning_rate)
 
 
@@ -315,27 +318,37 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
         config = replace(config, batch_size=batch_size)
     keras.utils.set_random_seed(config.seed)
     model = build_model(preset, num_classes, size, weights=config.weights)
-    model.compile(
+    init_whitening(model, x_train)
+    fitted = model  # what fit() trains: the model, or only its head on stored features
+    train_x, train_y, val_x, augmentation = x_train, y_train, x_val, config.augmentation
+    if preset.kind == "transfer" and config.cache_features:
+        try:
+            fitted, train_x, train_y, val_x = _features_for_head(
+                keras, model, x_train, y_train, x_val, augmentation.flip, on_progress, stop_event)
+        except Cancelled:
+            raise TrainingError("Training was stopped before it started; no model was made.") from None
+        augmentation = Augmentation(flip=False)
+    fitted.compile(
         optimizer=_optimizer(keras, preset, config.learning_rate),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=preset.label_smoothing),
         metrics=["accuracy"],
         jit_compile=preset.jit_compile,
     )
-    batch_size = min(config.batch_size, len(x_train))
-    augmenter = build_augmenter(config.augmentation, config.seed)
-    train_data = make_dataset(x_train, y_train, num_classes, batch_size, shuffle=True,
+    batch_size = min(config.batch_size, len(train_x))
+    augmenter = build_augmenter(augmentation, config.seed)
+    train_data = make_dataset(train_x, train_y, num_classes, batch_size, shuffle=True,
                               augmenter=augmenter, seed=config.seed)
-    val_data = (make_dataset(x_val, y_val, num_classes, batch_size, shuffle=False)
+    val_data = (make_dataset(val_x, y_val, num_classes, batch_size, shuffle=False)
                 if len(x_val) else None)
-    steps = math.ceil(len(x_train) / batch_size)
+    steps = math.ceil(len(train_x) / batch_size)
     class_weight = _class_weight(config.class_weights, y_train, num_classes)
-    run = _Run(model, config, steps, batch_size, on_progress, stop_event,
+    run = _Run(fitted, config, steps, batch_size, on_progress, stop_event,
                has_validation=val_data is not None)
     forwarder = _make_callbacks(keras)(run)
     # Under a time budget the epoch count is open: the run stops itself when time is up.
     epochs = 100_000 if config.time_budget else config.epochs
     callbacks = [forwarder, _ValidationTimer(keras, run)]
-    model.fit(train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks, verbose=0,
+    fitted.fit(train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks, verbose=0,
               shuffle=False,  # the tf.data pipeline shuffles
               class_weight=class_weight)
     run.fit_seconds = time.perf_counter() - run.start
@@ -348,7 +361,7 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
         )
     if run.best_weights is None:
         raise TrainingError("Training was stopped before the first epoch ended; no model was made.")
-    model.set_weights(run.best_weights)
+    fitted.set_weights(run.best_weights)
     seconds = time.perf_counter() - start
     best_val = run.best_value if val_data is not None else None
     metadata = {
@@ -390,6 +403,48 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
         seconds=seconds, stopped_by_user=run.stopped_by_user, stop_reason=run.stop_reason,
         metadata=metadata, skipped_files=skipped,
     )
+
+
+def _features_for_head(keras, model, x_train, y_train, x_val, flip, on_progress, stop_event,
+                       batch_size=64):
+    """The head of a frozen-backbone model as its own model, and the features it trains on.
+
+    The frozen backbone gives the same features for an image every epoch, so computing
+    them once turns every epoch after the first into a few matrix products. The head
+    model shares its layers with ``model``: training it trains ``model``'s head.
+    """
+    tf = tensorflow_module()
+    head_input_tensor = model.get_layer("head_dropout").input
+    backbone = keras.Model(model.inputs[0], head_input_tensor)
+    extract = tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
+    jobs = [(x_train, False)] + ([(x_train, True)] if flip else []) + [(x_val, False)]
+    total = sum(len(images) for images, _flipped in jobs)
+    done = 0
+    outputs = []
+    for images, flipped in jobs:
+        parts = []
+        for start in range(0, len(images), batch_size):
+            if stop_event is not None and stop_event.is_set():
+                raise Cancelled()
+            batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
+            if flipped:
+                batch = batch[:, :, ::-1]
+            parts.append(np.asarray(extract(batch)))
+            done += len(batch)
+            if on_progress is not None:
+                on_progress(TrainingProgress(kind="decode", step=done, steps=total,
+                                             fraction_done=done / total,
+                                             message=f"Computing features {done}/{total}"))
+        width = head_input_tensor.shape[-1]
+        outputs.append(np.concatenate(parts) if parts else np.zeros((0, width), np.float32))
+    train_features = np.concatenate(outputs[:-1])
+    train_labels = np.concatenate([y_train] * (len(outputs) - 1))
+    head_input = keras.Input(head_input_tensor.shape[1:], name="features")
+    x = head_input
+    for name in ("head_dropout", "logits", "probabilities"):
+        x = model.get_layer(name)(x)
+    head = keras.Model(head_input, x, name="head")
+    return head, train_features, train_labels, outputs[-1]
 
 
 def _class_weight(mode, y_train, num_classes):

@@ -109,3 +109,52 @@ def test_transfer_models_pass_the_model_file_gate(preset, tmp_path):
     loaded = load_model(path)
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(loaded.model(x, training=False), model(x, training=False), atol=1e-5)
+
+
+def _random_conv_transfer_model(preset, num_classes, image_size=None, weights=None):
+    """A transfer-shaped model whose frozen backbone gives informative features.
+
+    A random MobileNetV2 gives near-constant features (its BatchNorm statistics are the
+    defaults), so nothing could learn from them; random convolutions and colour pooling do
+    separate the synthetic shapes.
+    """
+    keras = keras_module()
+    keras.utils.set_random_seed(11)
+    size = image_size or 32
+    inner = keras.Input((size, size, 3))
+    y = keras.layers.Rescaling(1 / 255)(inner)
+    y = keras.layers.Conv2D(32, 5, activation="relu")(y)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    backbone = keras.Model(inner, y, name="random_backbone")
+    backbone.trainable = False
+    inputs = keras.Input((size, size, 3), name="image")
+    x = backbone(inputs, training=False)
+    x = keras.layers.Dropout(0.2, name="head_dropout")(x)
+    x = keras.layers.Dense(num_classes, name="logits")(x)
+    outputs = keras.layers.Softmax(name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="random_transfer")
+
+
+def test_cached_features_train_the_head_inside_the_saved_model(monkeypatch, shapes_dataset):
+    """The head learns on stored backbone features; the full model must score exactly that."""
+    from imgcls_desktop.core import training
+    from imgcls_desktop.core.dataset import scan_dataset, split_train_validation
+    from imgcls_desktop.core.pipeline import decode_items
+
+    monkeypatch.setattr(training, "build_model", _random_conv_transfer_model)
+    config = TrainingConfig(preset="mobilenet_v2", image_size=32, epochs=30, batch_size=16,
+                            learning_rate=1e-2, seed=3)
+    messages = []
+    result = train(shapes_dataset, config, on_progress=lambda e: messages.append(e.message))
+    assert result.metadata["training"]["config"]["cache_features"] is True
+    assert any(m.startswith("Computing features") for m in messages)
+    scan = scan_dataset(shapes_dataset)
+    _train_items, val_items = split_train_validation(scan, config.validation_split, config.seed)
+    x_val, y_val, _ = decode_items(val_items, 32)
+    probabilities = np.asarray(result.model(x_val.astype(np.float32), training=False))
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == y_val))
+    assert accuracy == pytest.approx(result.best_val_accuracy, abs=1e-6)
+    assert accuracy >= 0.75  # chance is 1/3: the head learned from the stored features
+    untrained = _random_conv_transfer_model("mobilenet_v2", 3, 32).get_layer("random_backbone")
+    for got, want in zip(result.model.get_layer("random_backbone").get_weights(), untrained.get_weights()):
+        np.testing.assert_array_equal(got, want)  # frozen means frozen
