@@ -8,6 +8,8 @@ exported model needs no code from this app. The last two layers are always ``log
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .backend import keras_module
 from .errors import ImgclsError, WeightsUnavailableError
 
@@ -41,6 +43,8 @@ class Preset:
     learning_rate: float
     epochs: int
     optimizer: str  # "adam" or "sgd"
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 5e-4  # SGD only; Keras' decoupled form (times the learning rate)
     label_smoothing: float = 0.0
     jit_compile: bool = False
     augmentation: Augmentation = field(default_factory=Augmentation)
@@ -50,6 +54,22 @@ class Preset:
 PRESETS = {
     preset.name: preset
     for preset in [
+        Preset(
+            name="fast_cnn",
+            title="Fast CNN (from scratch, speed-run recipe)",
+            description="The CIFAR-10 speed-run recipe (airbench) cut to a CPU budget: "
+                        "whitened input, BatchNorm, large-batch Nesterov SGD.",
+            kind="scratch",
+            image_size=32,
+            batch_size=512,
+            learning_rate=0.6,
+            epochs=10,
+            optimizer="sgd",
+            momentum=0.85,
+            weight_decay=5e-5,
+            label_smoothing=0.2,
+            augmentation=Augmentation(flip=True, translation=2 / 32),
+        ),
         Preset(
             name="small_cnn",
             title="Small CNN (from scratch)",
@@ -151,6 +171,79 @@ def build_small_cnn(num_classes, image_size, widths=(24, 48, 96, 192), residual_
     return keras.Model(inputs, _head(keras, x, num_classes), name="small_cnn")
 
 
+def build_fast_cnn(num_classes, image_size, widths=(32, 96, 96), activation="gelu"):
+    """airbench's network (Jordan 2024) at a CPU's width.
+
+    A frozen 2x2 whitening convolution (set from the training data by
+    :func:`init_whitening`), then three groups of conv-pool-BN-act-conv-BN-act, a global
+    max pool and a linear layer on features scaled by 1/9, as in airbench. BatchNorm has no
+    scale (airbench freezes it at 1) and fast statistics (momentum 0.6 in PyTorch's
+    convention); convolutions start as identities on their first channels ("dirac"), which
+    lets the first epochs learn instead of untangle random filters.
+    """
+    keras = keras_module()
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = keras.layers.Conv2D(2 * 12, 2, padding="valid", trainable=False, name="whiten")(inputs)
+    x = keras.layers.Activation(activation, name="whiten_act")(x)
+    for group, filters in enumerate(widths, start=1):
+        for half in ("a", "b"):
+            name = f"group{group}{half}"
+            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+            if half == "a":
+                x = keras.layers.MaxPooling2D(2, name=f"group{group}_pool")(x)
+            x = keras.layers.BatchNormalization(momentum=0.4, epsilon=1e-5, scale=False,
+                                                name=f"{name}_bn")(x)
+            x = keras.layers.Activation(activation, name=f"{name}_act")(x)
+    x = keras.layers.GlobalMaxPooling2D(name="pool_global")(x)
+    x = keras.layers.Rescaling(1.0 / 9.0, name="head_scale")(x)
+    logits = keras.layers.Dense(num_classes, use_bias=False, name="logits")(x)
+    outputs = keras.layers.Softmax(name="probabilities")(logits)
+    model = keras.Model(inputs, outputs, name="fast_cnn")
+    _dirac_init(model)
+    return model
+
+
+def _dirac_init(model):
+    for layer in model.layers:
+        if type(layer).__name__ == "Conv2D" and layer.name.endswith("_conv"):
+            kernel = np.array(layer.kernel.numpy())
+            kh, kw, cin, cout = kernel.shape
+            n = min(cin, cout)
+            kernel[:, :, :, :n] = 0.0
+            kernel[kh // 2, kw // 2, np.arange(n), np.arange(n)] = 1.0
+            layer.kernel.assign(kernel)
+
+
+def init_whitening(model, images, eps=5e-4, max_images=5000):
+    """Set a model's ``whiten`` layer from the training images' 2x2 patch statistics.
+
+    The filters are the eigenvectors of the patch covariance (of pixels scaled to 0-1 and
+    centred on the dataset's channel means), divided by the square roots of their
+    eigenvalues, and their negatives, as airbench does; the centring is folded into the
+    bias so the model keeps taking raw 0-255 pixels. Does nothing for models without one.
+    """
+    try:
+        layer = model.get_layer("whiten")
+    except ValueError:
+        return False
+    x = np.asarray(images[:max_images], dtype=np.float32) / 255.0
+    mean = x.mean(axis=(0, 1, 2))
+    kh, kw = layer.kernel.shape[:2]
+    centred = x - mean
+    patches = np.stack([centred[:, i:i + x.shape[1] - kh + 1, j:j + x.shape[2] - kw + 1, :]
+                        for i in range(kh) for j in range(kw)], axis=3)
+    flat = patches.reshape(-1, kh * kw * 3).astype(np.float64)  # (i, j, channel) order
+    covariance = flat.T @ flat / len(flat)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    filters = eigenvectors / np.sqrt(eigenvalues + eps)  # columns are filters
+    filters = np.concatenate([filters, -filters], axis=1)
+    kernel = filters.reshape(kh, kw, 3, -1).astype(np.float32) / 255.0
+    bias = -(np.tile(mean, kh * kw) @ filters).astype(np.float32)
+    layer.kernel.assign(kernel)
+    layer.bias.assign(bias)
+    return True
+
+
 def build_tutorial_cnn(num_classes, image_size):
     """The TensorFlow tutorial's CNN (Conv32-Pool-Conv64-Pool-Conv64-Dense64)."""
     keras = keras_module()
@@ -225,6 +318,8 @@ def build_model(preset, num_classes, image_size=None, weights="imagenet"):
     if isinstance(preset, str):
         preset = get_preset(preset)
     image_size = image_size or preset.image_size
+    if preset.name == "fast_cnn":
+        return build_fast_cnn(num_classes, image_size)
     if preset.name == "small_cnn":
         return build_small_cnn(num_classes, image_size)
     if preset.name == "tutorial_cnn":
