@@ -163,8 +163,11 @@ def single_input(model):
     return inputs[0] if len(inputs) == 1 else inputs
 
 
-def compute_logits(model, images, batch_size=64):
-    """The logits of raw-pixel ``images`` (uint8 or float, ``(n, h, w, 3)``)."""
+def compute_logits(model, images, batch_size=64, flip_tta=False):
+    """The logits of raw-pixel ``images`` (uint8 or float, ``(n, h, w, 3)``).
+
+    With ``flip_tta``, the mean of the logits of each image and its mirror image.
+    """
     sub_model = logits_model(model)
     if sub_model is None:
         raise ValueError(f"model {model.name!r} has no layer named 'logits' to calibrate")
@@ -173,11 +176,14 @@ def compute_logits(model, images, batch_size=64):
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size].astype(np.float32)
-        outputs.append(np.asarray(sub_model(batch, training=False)))
+        logits = np.asarray(sub_model(batch, training=False))
+        if flip_tta:
+            logits = (logits + np.asarray(sub_model(batch[:, :, ::-1], training=False))) / 2
+        outputs.append(logits)
     return np.concatenate(outputs) if outputs else np.zeros((0, model.outputs[0].shape[-1]))
 
 
-def calibrate(model, images_uint8, labels, target_recall=0.95):
+def calibrate(model, images_uint8, labels, target_recall=0.95, flip_tta=False):
     """Fit the temperature and the unknown threshold of ``model`` on validation images.
 
     Returns:
@@ -186,7 +192,7 @@ def calibrate(model, images_uint8, labels, target_recall=0.95):
         ``num_images`` and ``method``.
     """
     labels = np.asarray(labels, dtype=np.int64)
-    logits = compute_logits(model, images_uint8)
+    logits = compute_logits(model, images_uint8, flip_tta=flip_tta)
     temperature = fit_temperature(logits, labels)
     before = softmax(logits)
     after = softmax(logits, temperature)

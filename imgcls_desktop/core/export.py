@@ -23,6 +23,7 @@ import numpy as np
 from .backend import keras_module, tensorflow_module
 from .calibration import single_input, temperature_of, unknown_threshold_of
 from .errors import ImgclsError
+from .inference import uses_flip_tta
 
 FORMATS = ("saved_model", "tflite", "onnx")
 ONNX_INSTALL_HINT = "pip install tf2onnx onnxruntime"
@@ -44,23 +45,35 @@ def sidecar_paths(out_path, format):
 
 
 def export_graph(loaded):
-    """The Keras model to export: the model itself, or one with the temperature built in.
+    """The Keras model to export: the model itself, or one with its answer rule built in.
 
     The temperature becomes a ``Rescaling(1 / T)`` layer between ``logits`` and a new
-    softmax: plain Keras layers, so the export needs no custom code.
+    softmax; a model answering with flip test-time augmentation gets the mean of the
+    logits of the image and its mirror. Plain Keras layers and ops, so the export needs
+    no custom code and gives what the app's Predictor gives.
     """
     temperature = temperature_of(loaded.metadata)
     model = loaded.model
-    if temperature is None:
+    tta = uses_flip_tta(loaded.metadata)
+    if temperature is None and not tta:
         return model, False
     try:
-        logits = model.get_layer("logits").output
+        logits_layer = model.get_layer("logits")
     except ValueError:
         return model, False
     keras = keras_module()
-    scaled = keras.layers.Rescaling(1.0 / temperature, name="temperature")(logits)
-    probabilities = keras.layers.Softmax(name="calibrated_probabilities")(scaled)
-    return keras.Model(single_input(model), probabilities, name=f"{model.name}_calibrated"), True
+    if tta:
+        logits_of = keras.Model(single_input(model), logits_layer.output, name="logits_model")
+        image = keras.Input(model.inputs[0].shape[1:], name="image")
+        mirrored = keras.ops.flip(image, axis=2)
+        logits = keras.layers.Average(name="flip_tta")([logits_of(image), logits_of(mirrored)])
+        inputs = image
+    else:
+        logits, inputs = logits_layer.output, single_input(model)
+    if temperature is not None:
+        logits = keras.layers.Rescaling(1.0 / temperature, name="temperature")(logits)
+    probabilities = keras.layers.Softmax(name="calibrated_probabilities")(logits)
+    return keras.Model(inputs, probabilities, name=f"{model.name}_export"), temperature is not None
 
 
 def export_model(loaded, out_path, format):

@@ -17,6 +17,11 @@ from .images import load_image
 UNKNOWN_TEXT = "none of my classes"
 
 
+def uses_flip_tta(metadata):
+    """Whether a model answers with the mean of its logits on the image and its mirror."""
+    return (metadata or {}).get("test_time_augmentation") == "flip"
+
+
 @dataclass
 class Prediction:
     """One image's answer.
@@ -98,14 +103,27 @@ class Predictor:
                 both = keras_module().Model(single_input(model), [logits, model.outputs[0]])
             except (ValueError, AttributeError):
                 both = None
+        self.tta = uses_flip_tta(loaded.metadata)
         if both is None:
             # Nothing to scale: the model's probabilities as they are, and no threshold,
             # which was tuned on calibrated probabilities.
             self.temperature = None
             self.unknown_threshold = None
-            self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+            def call(x):
+                probabilities = model(x, training=False)
+                if self.tta:
+                    probabilities = (probabilities + model(tf.reverse(x, axis=[2]), training=False)) / 2
+                return probabilities
         else:
-            self._call = tf.function(lambda x: both(x, training=False), input_signature=[spec])
+            def call(x):
+                logits, probabilities = both(x, training=False)
+                if self.tta:
+                    # The mirror image's logits averaged in: what the model was calibrated on.
+                    logits = (logits + both(tf.reverse(x, axis=[2]), training=False)[0]) / 2
+                    probabilities = tf.nn.softmax(logits)
+                return logits, probabilities
+        self._call = tf.function(call, input_signature=[spec])
         self._warm = False
 
     @property

@@ -46,6 +46,7 @@ class Preset:
     momentum: float = 0.9  # SGD only
     weight_decay: float = 5e-4  # SGD only; Keras' decoupled form (times the learning rate)
     label_smoothing: float = 0.0
+    flip_tta: bool = False  # answer with the mean logits of the image and its mirror
     jit_compile: bool = False
     augmentation: Augmentation = field(default_factory=Augmentation)
     backbone: str | None = None  # keras.applications class name for transfer presets
@@ -68,6 +69,7 @@ PRESETS = {
             momentum=0.85,
             weight_decay=5e-5,
             label_smoothing=0.2,
+            flip_tta=True,
             augmentation=Augmentation(flip=True, translation=2 / 32),
         ),
         Preset(

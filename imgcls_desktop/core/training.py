@@ -396,7 +396,9 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
             "validation_files": [_relative(item.path, scan.root) for item in val_items],
         },
     }
-    metadata["calibration"] = _calibration(model, x_val, y_val, num_classes)
+    if preset.flip_tta:
+        metadata["test_time_augmentation"] = "flip"
+    metadata["calibration"] = _calibration(model, x_val, y_val, num_classes, preset.flip_tta)
     return TrainingResult(
         model=model, class_names=list(scan.class_names), history=run.history,
         epochs_run=run.epoch, best_epoch=run.best_epoch, best_val_accuracy=best_val,
@@ -459,7 +461,7 @@ def _class_weight(mode, y_train, num_classes):
     return class_weights(counts)
 
 
-def _calibration(model, x_val, y_val, num_classes):
+def _calibration(model, x_val, y_val, num_classes, flip_tta=False):
     """Temperature and unknown threshold fitted on the validation split, or why not.
 
     Calibration is a bonus: whatever goes wrong here is recorded, never raised, so it
@@ -471,7 +473,7 @@ def _calibration(model, x_val, y_val, num_classes):
     try:
         from .calibration import calibrate
 
-        return calibrate(model, x_val, y_val)
+        return calibrate(model, x_val, y_val, flip_tta=flip_tta)
     except Exception as exc:  # noqa: BLE001 - see the docstring
         return {"skipped": f"calibration failed: {type(exc).__name__}: {exc}"}
 
