@@ -17,8 +17,9 @@ from .images import load_image
 
 # Decoded arrays kept between runs (the GUI retrains on the same folder often).
 _CACHE_LIMIT_BYTES = 2 * 1024**3
-# Above this many decoded bytes a set goes to the disk cache instead of memory.
-_MEMORY_LIMIT_BYTES = int(float(os.environ.get("IMGCLS_MEMORY_LIMIT_MB", "1024")) * 1024**2)
+# Above this many decoded bytes a set goes to the disk cache instead of memory (CIFAR-10
+# at 32x32 is 150 MB and stays in memory; 3,500 photos at 224x224 do not).
+_MEMORY_LIMIT_BYTES = int(float(os.environ.get("IMGCLS_MEMORY_LIMIT_MB", "512")) * 1024**2)
 _cache = OrderedDict()
 _cache_lock = threading.Lock()
 
