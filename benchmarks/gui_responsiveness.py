@@ -111,7 +111,7 @@ def main():
     window.close()
 
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    from benchmarks.compare_presets import machine_description
+    from benchmarks.machine import machine_description
 
     lines = [
         "# GUI responsiveness",

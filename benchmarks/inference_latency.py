@@ -30,23 +30,18 @@ def median_ms(function, repeats):
     return statistics.median(times) * 1000
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--folder-images", type=int, default=256)
-    args = parser.parse_args()
-
+def measure(presets=(("small_cnn", 32), ("tutorial_cnn", 32), ("mobilenet_v2", 224)),
+            repeats=50, folder_images=256):
+    """Rows of (preset, size, Predictor ms, Model.predict ms, batched img/s, per-image img/s)."""
     import numpy as np
 
-    from benchmarks.compare_presets import machine_description
-    from imgcls_desktop.core.backend import versions
     from imgcls_desktop.core.inference import Predictor
     from imgcls_desktop.core.model_io import LoadedModel
     from imgcls_desktop.core.models import build_model
 
     rows = []
     rng = np.random.default_rng(0)
-    for preset, size in (("small_cnn", 32), ("tutorial_cnn", 32), ("mobilenet_v2", 224)):
+    for preset, size in presets:
         model = build_model(preset, 10, size, weights=None)
         loaded = LoadedModel(model=model, path=None, class_names=[f"c{i}" for i in range(10)],
                              image_size=(size, size), metadata={})
@@ -54,20 +49,44 @@ def main():
         predictor.warm_up()
         one = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
         model.predict(one.astype("float32"), verbose=0)  # warm Model.predict too
-        ours = median_ms(lambda: predictor.probabilities(one), args.repeats)
-        naive = median_ms(lambda: model.predict(one.astype("float32"), verbose=0), args.repeats)
-        folder = rng.integers(0, 256, (args.folder_images, size, size, 3), dtype=np.uint8)
+        ours = median_ms(lambda: predictor.probabilities(one), repeats)
+        naive = median_ms(lambda: model.predict(one.astype("float32"), verbose=0), repeats)
+        folder = rng.integers(0, 256, (folder_images, size, size, 3), dtype=np.uint8)
         started = time.perf_counter()
         predictor.probabilities(folder)
-        batched = args.folder_images / (time.perf_counter() - started)
-        count = min(args.folder_images, 64)
+        batched = folder_images / (time.perf_counter() - started)
+        count = min(folder_images, 64)
         started = time.perf_counter()
         for index in range(count):
             model.predict(folder[index:index + 1].astype("float32"), verbose=0)
         per_image = count / (time.perf_counter() - started)
         rows.append((preset, size, ours, naive, batched, per_image))
         print(rows[-1], flush=True)
+    return rows
 
+
+def table(rows):
+    lines = [
+        "| model | input | one image, Predictor (ms) | one image, Model.predict (ms) | speed-up "
+        "| folder, Predictor batched (img/s) | folder, Model.predict per image (img/s) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for preset, size, ours, naive, batched, per_image in rows:
+        lines.append(f"| {preset} | {size}x{size} | {ours:.1f} | {naive:.1f} | {naive / ours:.1f}x "
+                     f"| {batched:.0f} | {per_image:.0f} |")
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--folder-images", type=int, default=256)
+    args = parser.parse_args()
+
+    from benchmarks.machine import machine_description
+    from imgcls_desktop.core.backend import versions
+
+    rows = measure(repeats=args.repeats, folder_images=args.folder_images)
     lib = versions()
     lines = [
         "# Inference latency and throughput",
@@ -77,13 +96,8 @@ def main():
         f"- TensorFlow {lib['tensorflow']}, Keras {lib['keras']}; medians of {args.repeats} calls",
         "- Command: `python benchmarks/inference_latency.py`",
         "",
-        "| model | input | one image, Predictor (ms) | one image, Model.predict (ms) | speed-up "
-        "| folder, Predictor batched (img/s) | folder, Model.predict per image (img/s) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        *table(rows),
     ]
-    for preset, size, ours, naive, batched, per_image in rows:
-        lines.append(f"| {preset} | {size}x{size} | {ours:.1f} | {naive:.1f} | {naive / ours:.1f}x "
-                     f"| {batched:.0f} | {per_image:.0f} |")
     out = HERE / "results" / f"inference-{datetime.date.today().isoformat()}.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from compare_presets import machine_description  # same folder: run as a script
+from machine import machine_description  # same folder: run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 
