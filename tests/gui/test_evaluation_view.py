@@ -196,3 +196,96 @@ def test_table_sorts_numerically(view, report):
     view.table.sortItems(3, Qt.SortOrder.DescendingOrder)
     values = [float(view.table.item(row, 3).text()) for row in range(3)]
     assert values == sorted(values, reverse=True)
+
+
+def _action(menu, *texts):
+    for text in texts[:-1]:
+        menu = next(a.menu() for a in menu.actions() if a.text().replace("&", "") == text)
+    return next(a for a in menu.actions() if a.text().replace("&", "") == texts[-1])
+
+
+def test_image_menu_asks_to_move_the_selected_images(view, report_with_mistakes, qtbot):
+    report = report_with_mistakes
+    view.show_report(report)
+    gallery = view.gallery
+    mistakes = report.misclassified()
+    menu = view.image_menu([mistakes[0]["path"]])
+    texts = [action.text().replace("&", "") for action in menu.actions() if not action.isSeparator()]
+    assert texts == ["Move to class", "Move to quarantine", "Show heat map", "Open image"]
+    class_actions = _action(menu, "Move to class").menu().actions()
+    assert [action.text() for action in class_actions] == report.class_names
+    assert [action.isEnabled() for action in class_actions] == [name != mistakes[0]["true"]
+                                                                for name in report.class_names]
+    assert not _action(menu, "Show heat map").isEnabled()  # no model given to the view
+
+    # Two selected images: one request each, through the buttons' class menu.
+    gallery.item(0).setSelected(True)
+    gallery.item(1).setSelected(True)
+    assert view.gallery_actions.move_button.isEnabled()
+    view.gallery_actions.class_menu.aboutToShow.emit()
+    requests = []
+    view.move_requested.connect(lambda path, name: requests.append((path, name)))
+    target = next(name for name in report.class_names
+                  if name not in (mistakes[0]["true"], mistakes[1]["true"]))
+    _action(view.gallery_actions.class_menu, target).trigger()
+    assert sorted(requests) == sorted([(mistakes[0]["path"], target), (mistakes[1]["path"], target)])
+    requests.clear()
+    view.gallery_actions.quarantine_button.click()
+    assert sorted(requests) == sorted([(mistakes[0]["path"], ""), (mistakes[1]["path"], "")])
+    # Asking moves nothing: the gallery changes only when the window says the file moved.
+    assert gallery.count() == len(mistakes)
+
+
+def test_moved_images_leave_and_come_back_in_place(view, report_with_mistakes, qtbot):
+    report = report_with_mistakes
+    view.show_report(report)
+    paths = view.gallery.paths()
+    assert not view.fix_bar.isVisibleTo(view)
+    view.mark_moved(paths[1], {"action": "move", "class": "square"})
+    view.mark_moved(paths[3], {"action": "quarantine"})
+    assert view.gallery.paths() == [paths[0], paths[2], *paths[4:]]
+    assert view.moved_count() == 2
+    assert view.fix_bar.isVisibleTo(view) and "2 images moved" in view.fix_label.text()
+    assert "quarantine" in view.fix_label.text()
+    undo = []
+    view.undo_requested.connect(lambda: undo.append(True))
+    assert not view.undo_button.isEnabled()
+    view.set_undo_available(True)
+    view.undo_button.click()
+    assert undo == [True]
+    view.mark_restored(paths[3])
+    view.mark_restored(paths[1])
+    assert view.gallery.paths() == paths
+    assert "Moves undone" in view.fix_label.text()
+    retrain = []
+    view.retrain_requested.connect(lambda: retrain.append(True))
+    view.retrain_button.click()
+    assert retrain == [True]
+    view.show_report(report)  # a new report starts with nothing moved
+    assert not view.fix_bar.isVisibleTo(view) and view.moved_count() == 0
+
+
+def test_right_click_opens_the_menu_for_the_image_under_the_pointer(view, report_with_mistakes):
+    view.show_report(report_with_mistakes)
+    gallery = view.gallery
+    gallery.setCurrentRow(0)
+    shown = []
+    view._popup_menu = lambda menu, position: shown.append(menu)
+    point = gallery.visualItemRect(gallery.item(2)).center()
+    gallery.customContextMenuRequested.emit(point)
+    assert [item.data(Qt.ItemDataRole.UserRole) for item in gallery.selectedItems()] == [gallery.paths()[2]]
+    [menu] = shown
+    requests = []
+    view.move_requested.connect(lambda path, name: requests.append((path, name)))
+    _action(menu, "Move to quarantine").trigger()
+    assert requests == [(gallery.paths()[2], "")]
+
+
+def test_gallery_label_counts_what_is_left(view, report_with_mistakes):
+    view.show_report(report_with_mistakes)
+    count = view.gallery.count()
+    first = view.gallery.paths()[0]
+    view.mark_moved(first, {"action": "quarantine"})
+    assert view.gallery_label.text() == f"Misclassified images ({count - 1}; 1 moved away), most confident first"
+    view.mark_restored(first)
+    assert view.gallery_label.text() == f"Misclassified images ({count}), most confident first"

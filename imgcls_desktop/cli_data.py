@@ -1,0 +1,143 @@
+"""The ``move``, ``undo`` and ``journal`` verbs of ``imgcls``: fix the data where it lives.
+
+A thin shell over :mod:`core.data_fixes`. :func:`add_commands` registers the verbs on
+``imgcls``'s sub-parsers; :data:`COMMANDS` maps each verb to its function, which returns the
+exit status (0 done; 3 done but some inputs failed; 2 usage error; 1 nothing could be done).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def add_commands(subparsers, common_parent):
+    """Add ``move``, ``undo`` and ``journal`` to ``subparsers``.
+
+    Args:
+        subparsers: What ``ArgumentParser.add_subparsers`` returned.
+        common_parent: The parser holding the shared ``--json`` and ``--debug`` options.
+    """
+    p = subparsers.add_parser("move", parents=[common_parent],
+                              help="move images to another class folder or to quarantine (undoable)")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
+                   help="image files (as given, or relative to DATASET)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", metavar="CLASS", dest="class_name",
+                        help="the class folder to move them to (same split)")
+    target.add_argument("--quarantine", action="store_true",
+                        help="move them out of the dataset, into DATASET/.imgcls/quarantine/")
+    p.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the journal; with --quarantine)")
+
+    p = subparsers.add_parser("undo", parents=[common_parent],
+                              help="undo the latest moves (recorded in DATASET/.imgcls/journal.jsonl)")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--steps", type=int, default=1, metavar="N", help="how many moves to undo (default 1)")
+
+    p = subparsers.add_parser("journal", parents=[common_parent], help="list the moves made in a dataset")
+    p.add_argument("dataset", type=Path)
+
+
+def _usage(message):
+    print(f"imgcls: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _describe(entry):
+    if entry["action"] == "move":
+        return f"{entry['source']} -> {entry['target']} (class {entry['class']})"
+    if entry["action"] == "quarantine":
+        reason = f" ({entry['reason']})" if entry.get("reason") else ""
+        return f"{entry['source']} -> quarantine{reason}"
+    return f"{entry['source']} -> {entry['target']} (undo)"
+
+
+def cmd_move(args):
+    from .core import data_fixes
+    from .core.errors import ImgclsError
+
+    if args.reason and not args.quarantine:
+        return _usage("--reason goes with --quarantine")
+    classes = data_fixes.dataset_class_names(args.dataset)  # a missing dataset: one line, not one per image
+    if args.class_name is not None:
+        if args.class_name not in classes:
+            return _usage(f"--to {args.class_name!r} is not a class of {args.dataset}; its classes are: "
+                          f"{', '.join(classes) or 'none'}")
+    moved, errors = [], []
+    for image in args.images:
+        try:
+            if args.quarantine:
+                entry = data_fixes.quarantine(args.dataset, image, reason=args.reason)
+            else:
+                entry = data_fixes.move_to_class(args.dataset, image, args.class_name)
+        except ImgclsError as exc:
+            errors.append({"path": str(image), "error": str(exc)})
+            continue
+        moved.append(entry)
+        if not args.json:
+            print(f"moved {_describe(entry)}")
+    if args.json:
+        print(json.dumps({"root": str(args.dataset), "moved": moved, "errors": errors}, indent=1))
+    elif moved:
+        print(f"{len(moved)} image(s) moved; 'imgcls undo {args.dataset}' puts the last one back")
+    for error in errors:
+        print(f"imgcls: {error['error']}", file=sys.stderr)
+    if not moved:
+        return EXIT_FAILED
+    return EXIT_PARTIAL if errors else EXIT_OK
+
+
+def cmd_undo(args):
+    from .core import data_fixes
+    from .core.errors import ImgclsError
+
+    if args.steps < 1:
+        return _usage(f"--steps must be at least 1 (got {args.steps})")
+    undone, error = [], None
+    for _ in range(args.steps):
+        try:
+            entry = data_fixes.undo(args.dataset)
+        except ImgclsError as exc:
+            error = str(exc)
+            break
+        if entry is None:
+            break
+        undone.append(entry)
+        if not args.json:
+            original = entry["original"]
+            print(f"undid the {original['action']} of {original['source']} (back from {original['target']})")
+    remaining = len(data_fixes.undoable_entries(args.dataset))
+    if args.json:
+        print(json.dumps({"root": str(args.dataset), "undone": undone, "remaining": remaining, "error": error},
+                         indent=1))
+    elif not undone and error is None:
+        print(f"nothing to undo in {args.dataset}")
+    if error is not None:
+        print(f"imgcls: error: {error}", file=sys.stderr)
+    if not undone:
+        return EXIT_FAILED
+    return EXIT_PARTIAL if error is not None else EXIT_OK
+
+
+def cmd_journal(args):
+    from .core import data_fixes
+
+    entries = data_fixes.journal_entries(args.dataset)
+    undoable = len(data_fixes.undoable_entries(args.dataset))
+    if args.json:
+        print(json.dumps({"root": str(args.dataset), "journal": str(data_fixes.journal_path(args.dataset)),
+                          "entries": entries, "undoable": undoable}, indent=1))
+        return EXIT_OK
+    if not entries:
+        print(f"no moves recorded in {args.dataset}")
+        return EXIT_OK
+    for entry in entries:
+        state = entry["status"] + (", undone" if entry["undone"] else "")
+        print(f"{entry['time']}  {entry['action']:10s} {_describe(entry)}  [{state}]")
+    print(f"{undoable} move(s) can be undone ('imgcls undo {args.dataset}')")
+    return EXIT_OK
+
+
+COMMANDS = {"move": cmd_move, "undo": cmd_undo, "journal": cmd_journal}

@@ -1,0 +1,448 @@
+"""Fix the data where it lives: move an image to another class folder or to quarantine, with undo.
+
+Every move is recorded in an append-only journal, ``<root>/.imgcls/journal.jsonl``, one
+JSON object a line, paths relative to the dataset root. A move writes an ``intent`` line
+(flushed and fsynced), renames the file, then writes a ``done`` line; a crash in between
+leaves an intent without an outcome, which the next change settles by looking at the disk
+(the file is at its target: done; still at its source: abandoned). So no file is ever
+unaccounted for, and undo works from any later process. Undo is a journaled move too.
+
+The ``.imgcls`` folder is hidden, which the dataset scanner skips (``images.is_ignored_name``),
+so quarantined images leave the dataset without leaving the disk.
+"""
+
+import contextlib
+import errno
+import filecmp
+import json
+import os
+import shutil
+import threading
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+from .dataset import SPLIT_FOLDER_KEYS
+from .errors import DatasetError, ImageError
+from .images import SUPPORTED_EXTENSIONS, is_ignored_name
+
+STATE_FOLDER = ".imgcls"
+JOURNAL_NAME = "journal.jsonl"
+QUARANTINE_FOLDER = f"{STATE_FOLDER}/quarantine"
+_LOCK_NAME = "journal.lock"
+_PARTIAL_SUFFIX = ".imgcls-partial"
+ACTIONS = ("move", "quarantine", "undo")
+
+# One process may run a move from the window and one from a worker; the file lock (where
+# the platform has one) also keeps the window and an `imgcls move` from interleaving.
+_process_lock = threading.Lock()
+
+
+# -- paths ------------------------------------------------------------------------------
+
+def journal_path(root) -> Path:
+    """Where the journal of the dataset at ``root`` lives."""
+    return Path(root) / STATE_FOLDER / JOURNAL_NAME
+
+
+def _root(root):
+    root = Path(os.path.abspath(root))
+    if not root.is_dir():
+        raise DatasetError(f"The dataset folder {root} does not exist or is not a folder. "
+                           "Give the folder that holds the class folders.")
+    return root
+
+
+def _relative(root, path):
+    """``path`` as a POSIX path relative to ``root``; resolved against the root when it is
+    not found as given (so paths printed by ``imgcls journal`` work too)."""
+    given = Path(path)
+    candidate = Path(os.path.abspath(given))
+    if not candidate.exists() and not given.is_absolute() and (root / given).exists():
+        candidate = Path(os.path.abspath(root / given))
+    try:
+        relative = candidate.relative_to(root)
+    except ValueError:
+        try:  # the same folder reached through a link on one side only
+            relative = Path(os.path.realpath(candidate)).relative_to(os.path.realpath(root))
+        except ValueError:
+            raise ImageError(path, f"is not inside the dataset folder {root}; only images of that "
+                                   "dataset can be moved") from None
+        candidate = root / relative
+    return candidate, PurePosixPath(relative.as_posix())
+
+
+def _is_split_layout(root):
+    with os.scandir(root) as entries:
+        return any(entry.name.lower() == "train" and not is_ignored_name(entry.name) and entry.is_dir()
+                   for entry in entries)
+
+
+def _subfolders(folder):
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(entry.name for entry in entries if not is_ignored_name(entry.name) and entry.is_dir())
+    except OSError:
+        return []
+
+
+def dataset_class_names(root) -> list[str]:
+    """The class folder names of the dataset at ``root`` (flat or split layout), sorted.
+
+    The same rule the scanner applies, without decoding any image.
+    """
+    root = _root(root)
+    if not _is_split_layout(root):
+        return _subfolders(root)
+    names = set()
+    for split in _subfolders(root):
+        if split.lower() in SPLIT_FOLDER_KEYS:
+            names.update(_subfolders(root / split))
+    return sorted(names)
+
+
+def _locate(root, path):
+    """``(absolute path, relative path, split folder or "", class name)`` of a dataset image."""
+    absolute, relative = _relative(root, path)
+    parts = relative.parts
+    if any(is_ignored_name(part) for part in parts):
+        raise ImageError(path, f"is in a hidden or ignored folder of {root} (quarantine is "
+                               f"{QUARANTINE_FOLDER}/), not part of the dataset; use undo to bring "
+                               "a quarantined image back")
+    if not absolute.exists():
+        raise ImageError(path, "file not found; it may have been moved or deleted already")
+    if absolute.is_dir():
+        raise ImageError(path, "is a folder, not an image file; give the image files to move")
+    if absolute.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        raise ImageError(path, "is not an image file (supported: "
+                               f"{', '.join(sorted(SUPPORTED_EXTENSIONS))}); only images can be moved")
+    split_layout = _is_split_layout(root)
+    depth = 3 if split_layout else 2
+    where = "train|val|test/<class>/" if split_layout else "<class>/"
+    if len(parts) < depth:
+        raise ImageError(path, f"is not inside a class folder of {root} (expected {where}<image>)")
+    if split_layout:
+        if parts[0].lower() not in SPLIT_FOLDER_KEYS:
+            raise ImageError(path, f"is in {parts[0]}/, which is not a split folder (train, val or test)")
+        return absolute, relative, parts[0], parts[1]
+    return absolute, relative, "", parts[0]
+
+
+def _free_name(folder, name):
+    """``name`` in ``folder``, or ``stem-1.ext``, ``stem-2.ext``... : the first that is free."""
+    stem, suffix = os.path.splitext(name)
+    candidate, number = name, 0
+    while os.path.lexists(os.path.join(folder, candidate)) or \
+            os.path.lexists(os.path.join(folder, f".{candidate}{_PARTIAL_SUFFIX}")):
+        number += 1
+        candidate = f"{stem}-{number}{suffix}"
+    return candidate
+
+
+# -- the journal ------------------------------------------------------------------------
+
+def _now():
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _fsync_folder(folder):
+    # Makes a rename durable on POSIX; Windows cannot open folders, and does not need it.
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _append(root, record):
+    path = journal_path(root)
+    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    with open(path, "a+b") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell():
+            handle.seek(-1, os.SEEK_END)
+            # A crash mid-line leaves a torn last line; start afresh so this one parses.
+            if handle.read(1) != b"\n":
+                line = b"\n" + line
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_records(root):
+    try:
+        with open(journal_path(root), "rb") as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise DatasetError(f"Cannot read the move journal {journal_path(root)}: "
+                           f"{exc.strerror or exc}.") from None
+    records = []
+    for line in lines:
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            continue  # a line torn by a crash: its move is settled from its intent alone
+        if isinstance(record, dict) and isinstance(record.get("id"), str):
+            records.append(record)
+    return records
+
+
+def _disk_outcome(root, intent):
+    """What the disk says about an intent without an outcome: ``(status, note)``."""
+    source, target = root / intent["source"], root / intent["target"]
+    at_source, at_target = os.path.lexists(source), os.path.lexists(target)
+    if at_target and not at_source:
+        return "done", "completed before an interruption"
+    if at_source and not at_target:
+        return "abandoned", "interrupted before the file moved; it stayed where it was"
+    if at_source and at_target:
+        if os.path.isfile(source) and os.path.isfile(target) and filecmp.cmp(source, target, shallow=False):
+            return "duplicate", "interrupted between copying and removing the original"
+        return "conflict", f"both {intent['source']} and {intent['target']} exist; nothing was changed"
+    return "missing", "the file is in neither place; it was moved or deleted outside imgcls"
+
+
+def _entries(root, records):
+    """One dict per action, in journal order, with its status and whether it was undone."""
+    entries, by_id = [], {}
+    for record in records:
+        kind = record.get("op")
+        if kind == "intent" and record.get("action") in ACTIONS and record["id"] not in by_id:
+            entry = {key: value for key, value in record.items() if key != "op"}
+            entry["status"] = "pending"
+            entry["undone"] = False
+            by_id[record["id"]] = entry
+            entries.append(entry)
+        elif kind in ("done", "abandoned") and record["id"] in by_id:
+            entry = by_id[record["id"]]
+            entry["status"] = kind
+            if record.get("note"):
+                entry["note"] = record["note"]
+    for entry in entries:
+        if entry["status"] == "pending":
+            status, note = _disk_outcome(root, entry)
+            entry["status"] = status if status in ("done", "abandoned") else "pending"
+            entry["note"] = note
+    for entry in entries:
+        if entry["action"] == "undo" and entry["status"] == "done" and entry.get("undoes") in by_id:
+            by_id[entry["undoes"]]["undone"] = True
+    for entry in entries:
+        entry["source_path"] = str(root / entry["source"])
+        entry["target_path"] = str(root / entry["target"])
+    return entries
+
+
+def journal_entries(root) -> list[dict]:
+    """Every move, quarantine and undo recorded for the dataset at ``root``, oldest first.
+
+    Each dict holds ``id``, ``action`` (``"move"``, ``"quarantine"`` or ``"undo"``),
+    ``source`` and ``target`` (relative to the root, POSIX style), ``source_path`` and
+    ``target_path`` (the full paths), ``time`` (UTC, ISO 8601), ``status`` (``"done"``,
+    ``"abandoned"``, or ``"pending"`` for an interrupted move the disk cannot settle),
+    ``undone`` (bool), and per action ``class`` (move), ``reason`` (quarantine) or
+    ``undoes`` (undo: the id it reverted). Reading changes nothing on disk.
+    """
+    root = _root(root)
+    return _entries(root, _read_records(root))
+
+
+def undoable_entries(root) -> list[dict]:
+    """Done moves and quarantines not undone yet, the most recent first (what undo reverts next)."""
+    return [entry for entry in reversed(journal_entries(root))
+            if entry["action"] != "undo" and entry["status"] == "done" and not entry["undone"]]
+
+
+@contextlib.contextmanager
+def _locked(root):
+    folder = root / STATE_FOLDER
+    try:
+        folder.mkdir(exist_ok=True)
+        handle = open(folder / _LOCK_NAME, "a+b")
+    except OSError as exc:
+        raise DatasetError(f"Cannot write the move journal in {folder}: {exc.strerror or exc}. "
+                           "Moving images needs a dataset folder you can write to.") from None
+    with _process_lock, handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: the process lock alone
+            fcntl = None
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _settle_pending(root, records):
+    """Write the outcome of every intent a crash left open (called under the lock)."""
+    closed = {record["id"] for record in records if record.get("op") in ("done", "abandoned")}
+    for record in records:
+        if record.get("op") != "intent" or record["id"] in closed:
+            continue
+        closed.add(record["id"])
+        target = root / record["target"]
+        partial = target.with_name(f".{target.name}{_PARTIAL_SUFFIX}")
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        status, note = _disk_outcome(root, record)
+        if status == "duplicate":
+            # The copy is complete and identical: finish what the interrupted move began.
+            os.unlink(root / record["source"])
+            _fsync_folder((root / record["source"]).parent)
+            status = "done"
+        _append(root, {"id": record["id"], "op": "done" if status == "done" else "abandoned",
+                       "note": note, "time": _now()})
+
+
+def _rename(source, target):
+    """Move one file without ever replacing another; durable once this returns."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, "target exists", str(target))
+    try:
+        os.rename(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # Another file system (a linked class folder): copy under a hidden name, then
+        # rename, so a crash leaves either no target or a complete one.
+        partial = target.with_name(f".{target.name}{_PARTIAL_SUFFIX}")
+        shutil.copy2(source, partial)
+        with open(partial, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.rename(partial, target)
+        os.unlink(source)
+    _fsync_folder(target.parent)
+    _fsync_folder(source.parent)
+
+
+def _journaled_move(root, action, source, target, **details):
+    """intent -> rename -> done; the returned dict is the entry :func:`journal_entries` lists."""
+    entry_id = uuid.uuid4().hex
+    record = {"id": entry_id, "op": "intent", "action": action, "source": source.as_posix(),
+              "target": target.as_posix(), "time": _now(), **details}
+    _append(root, record)
+    try:
+        _rename(root / source, root / target)
+    except OSError as exc:
+        _append(root, {"id": entry_id, "op": "abandoned", "note": str(exc), "time": _now()})
+        raise ImageError(root / source, f"could not be moved to {root / target}: "
+                                        f"{exc.strerror or exc}; nothing was changed") from None
+    _append(root, {"id": entry_id, "op": "done", "time": _now()})
+    entry = {key: value for key, value in record.items() if key != "op"}
+    entry.update(status="done", undone=False, source_path=str(root / source), target_path=str(root / target))
+    return entry
+
+
+# -- the three operations ---------------------------------------------------------------
+
+def move_to_class(root, path, class_name) -> dict:
+    """Move one image into the folder of ``class_name``, in the same split.
+
+    Flat layout: ``root/<class>/``; split layout: ``root/<split>/<class>/``. The class
+    folder is created (in that split) only when the class exists in the dataset. A file
+    of the same name there is never replaced: the image gets the first free name
+    (``name-1.jpg``, ...).
+
+    Args:
+        root: The dataset folder.
+        path: The image (absolute, relative to the working folder, or relative to ``root``).
+        class_name: The class to move it to.
+
+    Returns:
+        The journal entry of the move (see :func:`journal_entries`).
+
+    Raises:
+        DatasetError: ``root`` is not a folder, the class does not exist, or the journal
+            cannot be written.
+        ImageError: The file is missing, not an image, outside the dataset or outside a
+            class folder, already in that class, or could not be moved.
+    """
+    root = _root(root)
+    classes = dataset_class_names(root)
+    if class_name not in classes:
+        raise DatasetError(f"There is no class '{class_name}' in {root}; its classes are: "
+                           f"{', '.join(classes) or 'none'}. Create the class folder first to add a class.")
+    with _locked(root):
+        _settle_pending(root, _read_records(root))
+        _absolute, relative, split, current = _locate(root, path)
+        if current == class_name:
+            raise ImageError(path, f"is already in class '{class_name}'; nothing to move")
+        folder = PurePosixPath(split, class_name) if split else PurePosixPath(class_name)
+        target = folder / _free_name(root / folder, relative.name)
+        return _journaled_move(root, "move", relative, target, **{"class": class_name, "from_class": current})
+
+
+def quarantine(root, path, reason="") -> dict:
+    """Move one image out of the dataset into ``root/.imgcls/quarantine/<its relative path>``.
+
+    The scanner skips the hidden ``.imgcls`` folder, so the image no longer counts (nor is
+    reported as a problem), yet stays on disk; :func:`undo` brings it back.
+
+    Args:
+        root: The dataset folder.
+        path: The image (absolute, relative to the working folder, or relative to ``root``).
+        reason: Optional note kept in the journal.
+
+    Returns:
+        The journal entry of the move (see :func:`journal_entries`).
+
+    Raises:
+        DatasetError, ImageError: As :func:`move_to_class`.
+    """
+    root = _root(root)
+    with _locked(root):
+        _settle_pending(root, _read_records(root))
+        _absolute, relative, _split, current = _locate(root, path)
+        folder = PurePosixPath(QUARANTINE_FOLDER, *relative.parts[:-1])
+        target = folder / _free_name(root / folder, relative.name)
+        return _journaled_move(root, "quarantine", relative, target, reason=str(reason or ""),
+                               from_class=current)
+
+
+def undo(root) -> dict | None:
+    """Revert the most recent move or quarantine not undone yet (from this process or any earlier one).
+
+    Returns:
+        The journal entry of the undo (its ``undoes`` is the id reverted, ``original`` that
+        entry), or None when there is nothing to undo.
+
+    Raises:
+        DatasetError: The moved file is gone, or its original place is taken; nothing is
+            changed then, and the message says what to do.
+    """
+    root = _root(root)
+    if not journal_path(root).exists():
+        return None
+    with _locked(root):
+        records = _read_records(root)
+        _settle_pending(root, records)
+        candidates = [entry for entry in reversed(_entries(root, _read_records(root)))
+                      if entry["action"] != "undo" and entry["status"] == "done" and not entry["undone"]]
+        if not candidates:
+            return None
+        original = candidates[0]
+        moved, home = root / original["target"], root / original["source"]
+        if not os.path.lexists(moved):
+            raise DatasetError(
+                f"Cannot undo the {original['action']} of {home}: the file is no longer at {moved} "
+                "(moved or deleted since). Nothing was changed; put it back there to undo, or "
+                "restore it by hand.")
+        if os.path.lexists(home):
+            raise DatasetError(
+                f"Cannot undo the {original['action']} of {home}: another file now has that name. "
+                f"Nothing was changed; rename or move {home} away, then undo again.")
+        entry = _journaled_move(root, "undo", PurePosixPath(original["target"]),
+                                PurePosixPath(original["source"]), undoes=original["id"])
+        original["undone"] = True
+        entry["original"] = original
+        return entry
