@@ -3,6 +3,7 @@
 Each corruption is applied to the uint8 pixels the model would see (the output of
 :func:`images.load_image` at the model's input size), so the numbers say how the model
 copes with photos a little worse than its test set, class by class.
+:func:`graded_corruptions` gives each kind of change at three severities (the window's check).
 """
 
 import io
@@ -23,6 +24,8 @@ class Corruption:
     name: str
     title: str
     function: object  # callable(PIL.Image, index) -> PIL.Image
+    family: str = ""  # the kind of change, shared by its severities ("": use the name)
+    severity: int = 0  # 1 (mild) .. len(SEVERITIES[family]) (harsh); 0 when not graded
 
     def apply(self, pixels, index=0):
         image = Image.fromarray(np.asarray(pixels, dtype=np.uint8), "RGB")
@@ -71,7 +74,8 @@ def rotation(degrees=10.0, name="rotate"):
 
 def downscale(factor=2, name="downscale"):
     def shrink(image, _index):
-        small = image.resize((max(1, image.width // factor), max(1, image.height // factor)),
+        # int(a / b), not a // b: the same for whole factors, and 1.5 gives whole pixels too.
+        small = image.resize((max(1, int(image.width / factor)), max(1, int(image.height / factor))),
                              Image.Resampling.BILINEAR)
         return small.resize(image.size, Image.Resampling.BILINEAR)
     return Corruption(name, f"downscale 1/{factor} and back", shrink)
@@ -88,6 +92,40 @@ DEFAULT_CORRUPTIONS = (
 )
 DEFAULT = DEFAULT_CORRUPTIONS
 CORRUPTIONS_BY_NAME = {corruption.name: corruption for corruption in DEFAULT_CORRUPTIONS}
+
+# family -> (factory, one argument per severity, mild to harsh). The middle level of each is
+# the DEFAULT_CORRUPTIONS setting, so the ungraded check is one column of the graded one.
+SEVERITIES = {
+    "blur": (gaussian_blur, (1 / 64, 1 / 32, 1 / 16)),
+    "brighter": (brightness, (1.25, 1.5, 2.0)),
+    "darker": (brightness, (0.75, 0.5, 0.25)),
+    "contrast": (contrast, (0.75, 0.5, 0.25)),
+    "jpeg": (jpeg, (50, 20, 5)),
+    "rotate": (rotation, (5.0, 10.0, 20.0)),
+    "downscale": (downscale, (1.5, 2, 3)),
+}
+
+
+def graded_corruptions(families=None):
+    """Every family of :data:`SEVERITIES` at each of its severities, named ``"family-N"``.
+
+    Args:
+        families: Family names to include (default: all, in :data:`SEVERITIES` order).
+
+    Returns:
+        A list of :class:`Corruption` with ``family`` and ``severity`` set.
+    """
+    chosen = list(SEVERITIES) if families is None else list(families)
+    unknown = [family for family in chosen if family not in SEVERITIES]
+    if unknown:
+        raise DatasetError(f"Unknown corruption family {unknown[0]!r}. Choose among: {', '.join(SEVERITIES)}.")
+    graded = []
+    for family in chosen:
+        factory, arguments = SEVERITIES[family]
+        for severity, argument in enumerate(arguments, start=1):
+            made = factory(argument, name=f"{family}-{severity}")
+            graded.append(Corruption(made.name, made.title, made.function, family, severity))
+    return graded
 
 
 def _resolve(corruptions):
@@ -117,9 +155,10 @@ def robustness_report(loaded, items, class_names, corruptions=DEFAULT_CORRUPTION
         stop_event: Optional ``threading.Event``; when set, raises :class:`dataset.ScanCancelled`.
 
     Returns:
-        ``{"class_names", "num_images", "conditions": [{"name", "title", "accuracy",
-        "per_class": {class: accuracy or None}, "drop"}], "errors": [{"path", "reason"}]}``;
-        the first condition is ``"clean"``; ``drop`` is clean accuracy minus this one.
+        ``{"class_names", "num_images", "conditions": [{"name", "title", "family",
+        "severity", "accuracy", "per_class": {class: accuracy or None}, "drop"}], "errors":
+        [{"path", "reason"}]}``; the first condition is ``"clean"``; ``drop`` is clean
+        accuracy minus this one; ``family`` is the name and ``severity`` 0 for ungraded ones.
     """
     from .inference import Predictor
 
@@ -165,6 +204,7 @@ def robustness_report(loaded, items, class_names, corruptions=DEFAULT_CORRUPTION
             mask = labels == index
             per_class[name] = round(float(correct[mask].mean()), 6) if mask.any() else None
         rows.append({"name": condition.name, "title": condition.title,
+                     "family": condition.family or condition.name, "severity": condition.severity,
                      "accuracy": round(float(correct.mean()), 6), "per_class": per_class})
     clean = rows[0]["accuracy"]
     for row in rows:

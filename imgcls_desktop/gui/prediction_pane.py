@@ -4,26 +4,34 @@ The pane classifies only with the :class:`core.model_io.LoadedModel` handed to
 :meth:`PredictionPane.set_model`, never with a model being trained, and refuses while
 training runs. Work happens in :class:`gui.jobs.Job` s, one batch at a time, so the
 window stays responsive and results arrive in the order the files were given.
+
+"Show heat map" overlays each result's Grad-CAM map (``core.explain``): where the evidence
+for its label lies. Maps are computed only while the toggle is on, in their own engine jobs
+after the classifications, and kept per file until the model changes.
 """
 
 import csv
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices, QPixmap
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
-                               QProgressBar, QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtGui import QDesktopServices, QImage, QPixmap
+from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QListWidget,
+                               QListWidgetItem, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
 from .error_dialog import show_error, show_exception
 from .jobs import Job, JobRunner
-from .thumbnails import load_thumbnails, placeholder_pixmap
+from .thumbnails import fit_thumbnail, load_thumbnails, placeholder_pixmap
 
 TOP_K = 3
 NO_MODEL_TEXT = "Train a model or open a .keras file to classify images."
 TRAINING_TEXT = "Classification is paused while a model is training."
 READY_TEXT = "Drop images or folders here, or use Open images… / Open folder…"
 REMOTE_URL_ERROR = "only local files can be classified"
+HEAT_BATCH = 8  # files per heat-map job: results show up a few at a time, never all at the end
+PREVIEW_SIZE = 256
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.gif *.webp *.tif *.tiff);;All files (*)"
 
 
@@ -58,6 +66,50 @@ def _classify_batch(loaded, predictor, paths, thumbnail_size):
     return loaded, predictor, predictions, thumbnails
 
 
+@dataclass
+class HeatMap:
+    """One file's Grad-CAM, ready to show: overlays as ``QImage`` (made off the GUI thread)."""
+
+    label: str = ""  # the class explained (the model's answer)
+    heat: object = None  # (height, width) float32 in [0, 1] at the model's input size
+    thumbnail: QImage = None
+    preview: QImage = None
+    error: str = ""
+
+    @property
+    def ok(self):
+        return not self.error
+
+
+def _qimage(pixels):
+    height, width = pixels.shape[:2]
+    pixels = np.ascontiguousarray(pixels)
+    # QImage does not own the numpy buffer: copy() detaches it before the array is freed.
+    return QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+
+
+def _explain_batch(generation, loaded, paths, thumbnail_size, preview_size):
+    """Worker side: ``(generation, {path: HeatMap})``; a failing file gets its own error."""
+    from ..core.errors import ImgclsError
+    from ..core.explain import explain, overlay
+    from ..core.images import open_image
+
+    heat_maps = {}
+    for path in paths:
+        try:
+            explanation = explain(loaded, path)
+            image = open_image(path)
+            heat_maps[path] = HeatMap(
+                label=explanation.label, heat=explanation.heat,
+                thumbnail=_qimage(overlay(np.asarray(fit_thumbnail(image, thumbnail_size)), explanation.heat)),
+                preview=_qimage(overlay(np.asarray(fit_thumbnail(image, preview_size)), explanation.heat)))
+        except ImgclsError as exc:
+            heat_maps[path] = HeatMap(error=str(exc))
+        except Exception as exc:  # one odd file must not cost the others their maps
+            heat_maps[path] = HeatMap(error=f"{type(exc).__name__}: {exc}")
+    return generation, heat_maps
+
+
 class PredictionRow(QWidget):
     """One result: thumbnail, file name, top label in bold, top-k as small bars."""
 
@@ -65,16 +117,22 @@ class PredictionRow(QWidget):
         super().__init__(parent)
         _name(self, "predictionRow")
         self.prediction = prediction
-        picture = QLabel()
+        self.plain_pixmap = thumbnail if thumbnail is not None else placeholder_pixmap(thumbnail_size)
+        self.picture = picture = _name(QLabel(), "predictionThumbnail")
         picture.setFixedSize(thumbnail_size, thumbnail_size)
         picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        picture.setPixmap(thumbnail if thumbnail is not None else placeholder_pixmap(thumbnail_size))
+        picture.setPixmap(self.plain_pixmap)
         text = QVBoxLayout()
         text.setSpacing(2)
         file_label = QLabel(Path(prediction.path).name or prediction.path)
         file_label.setToolTip(prediction.path)
         file_label.setStyleSheet("color: palette(mid);")
-        text.addWidget(file_label)
+        header = QHBoxLayout()
+        header.addWidget(file_label, 1)
+        self.heat_label = _name(QLabel(), "heatmapLabel")
+        self.heat_label.hide()
+        header.addWidget(self.heat_label)
+        text.addLayout(header)
         if prediction.ok:
             if getattr(prediction, "unknown", False):
                 # Still the top-k bars below: the user sees what it would have guessed.
@@ -100,6 +158,29 @@ class PredictionRow(QWidget):
         layout.addWidget(picture)
         layout.addLayout(text, 1)
 
+    def show_heat(self, heat_map):
+        """Show ``heat_map`` (a :class:`HeatMap`, or None while it is being computed)."""
+        if heat_map is None:
+            self.picture.setPixmap(self.plain_pixmap)
+            self.heat_label.setText("heat map…")
+            self.heat_label.setToolTip("")
+            self.heat_label.setStyleSheet("color: palette(mid);")
+        elif heat_map.ok:
+            self.picture.setPixmap(QPixmap.fromImage(heat_map.thumbnail))
+            self.heat_label.setText(f"why: <b>{heat_map.label}</b>")
+            self.heat_label.setToolTip(f"Red marks where the evidence for {heat_map.label} lies (Grad-CAM).")
+            self.heat_label.setStyleSheet("")
+        else:
+            self.picture.setPixmap(self.plain_pixmap)
+            self.heat_label.setText("no heat map")
+            self.heat_label.setToolTip(f"No heat map: {heat_map.error}")
+            self.heat_label.setStyleSheet("color: #c0392b;")
+        self.heat_label.show()
+
+    def show_plain(self):
+        self.picture.setPixmap(self.plain_pixmap)
+        self.heat_label.hide()
+
     @staticmethod
     def _bar(label, probability):
         row = QHBoxLayout()
@@ -122,10 +203,12 @@ class PredictionPane(QWidget):
     Signals:
         images_dropped(list): Local paths (str) of an accepted drop, before classifying.
         predictions_ready(list): The core ``Prediction`` objects of a batch just shown.
+        heatmaps_ready(list): Paths (str) whose heat maps (or heat-map errors) were just shown.
     """
 
     images_dropped = Signal(list)
     predictions_ready = Signal(list)
+    heatmaps_ready = Signal(list)
 
     def __init__(self, parent=None, thumbnail_size=64):
         super().__init__(parent)
@@ -141,6 +224,11 @@ class PredictionPane(QWidget):
         self._job = None
         self._classifying = False  # a job is running on real paths, not only warming up
         self._runner = JobRunner(self)
+        self._heat_maps = {}  # path -> HeatMap for the current model (cleared when it changes)
+        self._heat_pending = []  # paths waiting for a heat-map job, in display order
+        self._heat_job = None
+        self._heat_job_input = (0, [])  # (model generation, paths) of the running heat job
+        self._model_generation = 0  # a heat job of an earlier model is ignored when it ends
 
         self.status_label = _name(QLabel(), "predictionStatus")
         self.status_label.setWordWrap(True)
@@ -151,6 +239,25 @@ class PredictionPane(QWidget):
         self.results_list = _name(QListWidget(), "predictionResults")
         self.results_list.setSelectionMode(QListWidget.SelectionMode.SingleSelection)
         self.results_list.itemActivated.connect(self._on_item_activated)
+        self.results_list.currentItemChanged.connect(self._on_current_item_changed)
+        self.heatmap_toggle = _name(QCheckBox("Show heat map"), "heatmapToggle")
+        self.heatmap_toggle.setToolTip("Colour each image by where the evidence for its label lies "
+                                       "(Grad-CAM): red is strong evidence, blue none.")
+        self.heatmap_toggle.toggled.connect(self.set_heatmaps_enabled)
+        self.preview_label = _name(QLabel(), "heatmapPreview")
+        self.preview_label.setFixedSize(PREVIEW_SIZE, PREVIEW_SIZE)
+        self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview_label.setWordWrap(True)
+        self.preview_caption = _name(QLabel(), "heatmapCaption")
+        self.preview_caption.setWordWrap(True)
+        self.preview_caption.setFixedWidth(PREVIEW_SIZE)
+        self.preview_panel = QWidget()
+        preview_layout = QVBoxLayout(self.preview_panel)
+        preview_layout.setContentsMargins(0, 0, 0, 0)
+        preview_layout.addWidget(self.preview_label)
+        preview_layout.addWidget(self.preview_caption)
+        preview_layout.addStretch(1)
+        self.preview_panel.hide()
 
         self.open_images_button.clicked.connect(self._on_open_images)
         self.open_folder_button.clicked.connect(self._on_open_folder)
@@ -161,12 +268,16 @@ class PredictionPane(QWidget):
         for button in (self.open_images_button, self.open_folder_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
+        buttons.addWidget(self.heatmap_toggle)
         for button in (self.clear_button, self.export_button):
             buttons.addWidget(button)
+        results = QHBoxLayout()
+        results.addWidget(self.results_list, 1)
+        results.addWidget(self.preview_panel)
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
         layout.addWidget(self.status_label)
-        layout.addWidget(self.results_list, 1)
+        layout.addLayout(results, 1)
         self._update_state()
 
     # -- model and training state -------------------------------------------------------
@@ -181,11 +292,25 @@ class PredictionPane(QWidget):
         self._loaded = loaded
         self._predictor = None
         self._reason = reason or NO_MODEL_TEXT
+        self._model_generation += 1
+        self._heat_maps.clear()
+        self._heat_pending.clear()
         if loaded is None:
             self._queue.clear()
         elif not self._training_active:
             self._queue.append([])  # an empty batch only builds and warms the predictor
             self._start_next()
+        if self.heatmaps_enabled():
+            # The rows' maps explained the previous model: recompute them with this one.
+            for item, row in self._items_and_rows():
+                if loaded is None:
+                    row.show_plain()
+                elif row.prediction.ok:
+                    row.show_heat(None)
+                item.setSizeHint(row.sizeHint())
+            if loaded is not None:
+                self._request_heat([p.path for p in self._results if p.ok])
+            self._update_preview()
         self._update_state()
 
     def set_training_active(self, active):
@@ -193,6 +318,8 @@ class PredictionPane(QWidget):
         self._training_active = bool(active)
         if self._training_active:
             self._queue.clear()
+        else:
+            self._start_heat()
         self._update_state()
 
     def can_classify(self):
@@ -207,7 +334,7 @@ class PredictionPane(QWidget):
         return ""
 
     def is_busy(self):
-        return self._job is not None
+        return self._job is not None or self._heat_job is not None
 
     # -- classifying --------------------------------------------------------------------
 
@@ -281,6 +408,8 @@ class PredictionPane(QWidget):
             self.results_list.setItemWidget(item, row)
         self._results.extend(predictions)
         self.results_list.scrollToBottom()
+        if self.heatmaps_enabled():
+            self._request_heat([p.path for p in predictions if p.ok])
         self.predictions_ready.emit(list(predictions))
 
     def results(self):
@@ -292,6 +421,8 @@ class PredictionPane(QWidget):
         """Remove the results (a batch still running will add its own when done)."""
         self._results.clear()
         self.results_list.clear()
+        self._heat_pending.clear()
+        self._update_preview()
         self._update_state()
 
     def _update_state(self):
@@ -315,6 +446,120 @@ class PredictionPane(QWidget):
                 self.status_label.setText(f"{summary}.")
             else:
                 self.status_label.setText(READY_TEXT)
+
+    # -- heat maps ----------------------------------------------------------------------
+
+    def heatmaps_enabled(self):
+        return self.heatmap_toggle.isChecked()
+
+    @Slot(bool)
+    def set_heatmaps_enabled(self, enabled):
+        """Overlay each result's Grad-CAM heat map (computed in the background), or not."""
+        enabled = bool(enabled)
+        if self.heatmap_toggle.isChecked() != enabled:
+            self.heatmap_toggle.setChecked(enabled)  # toggled() calls back here
+            return
+        self.preview_panel.setVisible(enabled)
+        for item, row in self._items_and_rows():
+            if not enabled or self._loaded is None:
+                row.show_plain()
+            elif row.prediction.ok:
+                row.show_heat(self._heat_maps.get(row.prediction.path))
+            item.setSizeHint(row.sizeHint())
+        if enabled and self._loaded is not None:
+            self._request_heat([p.path for p in self._results if p.ok])
+            if self.results_list.currentItem() is None and self.results_list.count():
+                self.results_list.setCurrentRow(0)
+        else:
+            self._heat_pending.clear()  # a job already running still fills the cache
+        self._update_preview()
+
+    def heat_map(self, path):
+        """The :class:`HeatMap` of ``path`` for the current model, or None if not computed."""
+        return self._heat_maps.get(str(path))
+
+    def is_explaining(self):
+        return self._heat_job is not None or bool(self._heat_pending)
+
+    def _items_and_rows(self):
+        results = self.results_list
+        return [(results.item(i), results.itemWidget(results.item(i))) for i in range(results.count())]
+
+    def _request_heat(self, paths):
+        for path in paths:
+            if path not in self._heat_maps and path not in self._heat_pending:
+                self._heat_pending.append(path)
+        self._start_heat()
+
+    def _start_heat(self):
+        if self._heat_job is not None or not self._heat_pending or not self.can_classify():
+            return
+        paths, self._heat_pending = self._heat_pending[:HEAT_BATCH], self._heat_pending[HEAT_BATCH:]
+        job = Job(_explain_batch, self._model_generation, self._loaded, paths, self.thumbnail_size,
+                  PREVIEW_SIZE, uses_engine=True)
+        self._heat_job = job
+        self._heat_job_input = (self._model_generation, paths)
+        self._runner.start(job, on_success=self._on_heat_done, on_failure=self._on_heat_failed)
+
+    @Slot(object)
+    def _on_heat_done(self, result):
+        generation, heat_maps = result
+        self._heat_job = None
+        if generation == self._model_generation:
+            self._show_heat_maps(heat_maps)
+        self._start_heat()
+
+    @Slot(object, str)
+    def _on_heat_failed(self, exc, details):
+        # _explain_batch answers per file, so this is a failure of the job itself: every
+        # file it held shows the reason in its own row.
+        self._heat_job = None
+        generation, paths = self._heat_job_input
+        if generation == self._model_generation:
+            message = str(exc) or type(exc).__name__
+            self._show_heat_maps({path: HeatMap(error=message) for path in paths})
+        self._start_heat()
+
+    def _show_heat_maps(self, heat_maps):
+        self._heat_maps.update(heat_maps)
+        if self.heatmaps_enabled():
+            for item, row in self._items_and_rows():
+                if row.prediction.path in heat_maps:
+                    row.show_heat(heat_maps[row.prediction.path])
+                    item.setSizeHint(row.sizeHint())
+            self._update_preview()
+        self.heatmaps_ready.emit(list(heat_maps))
+
+    @Slot(QListWidgetItem, QListWidgetItem)
+    def _on_current_item_changed(self, _current, _previous):
+        self._update_preview()
+
+    def _update_preview(self):
+        if not self.heatmaps_enabled():
+            return
+        item = self.results_list.currentItem()
+        row = self.results_list.itemWidget(item) if item is not None else None
+        self.preview_label.clear()
+        if row is None:
+            self.preview_label.setText("Select a result to see its heat map here.")
+            self.preview_caption.clear()
+            return
+        prediction = row.prediction
+        heat_map = self._heat_maps.get(prediction.path)
+        name = Path(prediction.path).name or prediction.path
+        if not prediction.ok:
+            self.preview_label.setText("No heat map: the file could not be classified.")
+            self.preview_caption.setText(name)
+        elif heat_map is None:
+            self.preview_label.setText("Computing the heat map…")
+            self.preview_caption.setText(name)
+        elif heat_map.ok:
+            self.preview_label.setPixmap(QPixmap.fromImage(heat_map.preview))
+            self.preview_caption.setText(
+                f"why: <b>{heat_map.label}</b> — red marks where the evidence for it lies.<br>{name}")
+        else:
+            self.preview_label.setText(f"No heat map: {heat_map.error}")
+            self.preview_caption.setText(name)
 
     # -- drag and drop ------------------------------------------------------------------
 

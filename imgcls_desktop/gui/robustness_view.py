@@ -1,0 +1,392 @@
+"""How the model copes with worse photos: accuracy under blur, light, contrast, JPEG, rotation, scale.
+
+The check is ``core.robustness.robustness_report`` over every corruption of
+``core.robustness.graded_corruptions`` at each severity, on the images the Evaluate view
+uses (``model_state.evaluation_items``), so its clean row is the evaluation's accuracy. It
+runs as an engine job with progress and Cancel; the view shows a table (cells coloured by
+how far they fall below clean) and a chart of accuracy against severity.
+"""
+
+import csv
+import traceback
+
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
+                               QProgressBar, QPushButton, QSplitter, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
+
+from .error_dialog import show_error, show_exception
+from .jobs import Job, JobRunner
+from .model_state import evaluation_items
+
+NO_MODEL_TEXT = "Train a model or open one, and open a dataset, to check how it copes with worse photos."
+TRAINING_TEXT = "The check is paused while a model is training."
+READY_TEXT = ("Check how accuracy holds up when the evaluation images are blurred, brightened, darkened, "
+              "flattened, JPEG-compressed, rotated or downscaled, at three severities each.")
+FIXED_COLUMNS = ("Corruption", "Severity", "Overall")
+SEVERITY_NAMES = {0: "—", 1: "mild", 2: "medium", 3: "harsh"}
+
+
+def _name(widget, name):
+    widget.setObjectName(name)
+    widget.setAccessibleName(name)
+    return widget
+
+
+def _check(loaded, items, class_names, split, corruptions=None, on_progress=None, stop_event=None):
+    """Worker side: the robustness report of ``items``, with the split it was taken from."""
+    from ..core.robustness import graded_corruptions, robustness_report
+
+    if corruptions is None:
+        corruptions = graded_corruptions()
+    report = robustness_report(loaded, items, class_names, corruptions,
+                               on_progress=on_progress, stop_event=stop_event)
+    report["split"] = split
+    return report
+
+
+def drop_colour(drop):
+    """White for no change, deepening red as accuracy falls (full at 50 points), green if it rises."""
+    if drop is None:
+        return QColor(245, 245, 245)
+    if drop < 0:
+        strength = min(1.0, -drop / 0.25)
+        return QColor(int(255 - 60 * strength), 255, int(255 - 60 * strength))
+    strength = min(1.0, drop / 0.5)
+    return QColor(255, int(255 - 170 * strength), int(255 - 170 * strength))
+
+
+def draw_severity_chart(figure, report):
+    """Accuracy against severity on ``figure``: one line per corruption, clean dashed.
+
+    Returns:
+        ``{family: Line2D}`` plus ``"clean"``, for tests and callers that restyle them.
+    """
+    figure.clear()
+    axes = figure.add_subplot()
+    lines = {}
+    clean = report["conditions"][0]["accuracy"]
+    families = {}
+    for row in report["conditions"][1:]:
+        families.setdefault(row["family"], []).append((row["severity"] or 1, row["accuracy"]))
+    for family, points in families.items():
+        severities, accuracies = zip(*sorted(points))
+        (lines[family],) = axes.plot(severities, accuracies, marker="o", label=family)
+    severities = sorted({severity for points in families.values() for severity, _ in points}) or [1]
+    lines["clean"] = axes.axhline(clean, color="black", linestyle="--", linewidth=1.2,
+                                  label=f"clean ({clean:.0%})")
+    axes.set_xticks(severities, [SEVERITY_NAMES.get(s, str(s)) for s in severities])
+    axes.set_xlim(severities[0] - 0.25, severities[-1] + 0.25)
+    axes.set_ylim(0, 1.05)
+    axes.set_xlabel("severity")
+    axes.set_ylabel("accuracy")
+    axes.set_title(f"Accuracy on {report['num_images']} {report.get('split', '')} images".replace("  ", " "))
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return lines
+
+
+class RobustnessView(QWidget):
+    """Runs the robustness check on the current model and dataset, and shows the result.
+
+    Signals:
+        check_finished(object): The core report dict (with ``"split"``) just shown.
+        check_cancelled(): A check stopped through Cancel (or because the model changed).
+    """
+
+    check_finished = Signal(object)
+    check_cancelled = Signal()
+
+    def __init__(self, parent=None, config_source=None):
+        """``config_source()`` returns the training config whose validation split and seed
+        pick the held-out images of a dataset without a test split (None: the defaults)."""
+        super().__init__(parent)
+        _name(self, "robustnessView")
+        self.config_source = config_source
+        self.corruptions = None  # None: core.robustness.graded_corruptions(); or a list of Corruption
+        self._loaded = None
+        self._scan = None
+        self._training_active = False
+        self._report = None
+        self._note = ""  # what the last run came to when it left no report (cancelled, failed)
+        self._job = None
+        self._runner = JobRunner(self)
+
+        self.run_button = _name(QPushButton("Run check"), "robustnessRunButton")
+        self.cancel_button = _name(QPushButton("Cancel"), "robustnessCancelButton")
+        self.export_button = _name(QPushButton("Export CSV…"), "robustnessExportButton")
+        self.progress = _name(QProgressBar(), "robustnessProgress")
+        self.progress.setMaximumWidth(260)
+        self.status_label = _name(QLabel(), "robustnessStatus")
+        self.status_label.setWordWrap(True)
+        self.table = _name(QTableWidget(0, len(FIXED_COLUMNS)), "robustnessTable")
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.figure = Figure(figsize=(5, 4), layout="constrained")
+        self.canvas = _name(FigureCanvasQTAgg(self.figure), "robustnessChart")
+        self.canvas.setMinimumSize(QSize(320, 260))
+        self.lines = {}
+
+        self.run_button.clicked.connect(self.run_check)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.export_button.clicked.connect(self._on_export_clicked)
+
+        top = QHBoxLayout()
+        top.addWidget(self.run_button)
+        top.addWidget(self.cancel_button)
+        top.addWidget(self.progress)
+        top.addStretch(1)
+        top.addWidget(self.export_button)
+        self.splitter = splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.table)
+        splitter.addWidget(self.canvas)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.status_label)
+        layout.addWidget(splitter, 1)
+        self._update_state()
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def set_model(self, loaded):
+        """Check ``loaded`` from now on; a result for another model is cleared."""
+        if loaded is not self._loaded:
+            self._loaded = loaded
+            self._restart()
+
+    def set_dataset(self, scan):
+        if scan is not self._scan:
+            self._scan = scan
+            self._restart()
+
+    def set_training_active(self, active):
+        """While True the check cannot start, and one running stops: training waits for the engine."""
+        self._training_active = bool(active)
+        if self._training_active:
+            self.cancel()
+        self._update_state()
+
+    def can_run(self):
+        return self._loaded is not None and self._scan is not None and not self._training_active
+
+    def is_running(self):
+        return self._job is not None
+
+    def report(self):
+        """The report shown (a dict, see ``core.robustness.robustness_report``), or None."""
+        return self._report
+
+    def _restart(self):
+        self.cancel()
+        self._job = None  # its end is ignored: it checked what is no longer current
+        self.clear()
+
+    # -- running ----------------------------------------------------------------------
+
+    @Slot()
+    def run_check(self):
+        """Start the check in the background. Returns False (saying why) if it cannot run."""
+        if self._job is not None:
+            return False
+        if not self.can_run():
+            self._update_state()
+            return False
+        config = self.config_source() if self.config_source is not None else None
+        try:
+            items, split = evaluation_items(self._scan, config)
+        except Exception as exc:  # a dataset that cannot be split: say so, keep going
+            show_exception(self, "Cannot check robustness", exc, traceback.format_exc())
+            return False
+        if items is None:
+            self._note = split
+            self._update_state()
+            return False
+        self.clear()
+        job = Job(_check, self._loaded, items, self._scan.class_names, split, self.corruptions,
+                  with_progress=True, uses_engine=True)
+        self._job = job
+        self.progress.setRange(0, 0)
+        self.status_label.setText(f"Checking on {len(items)} {split} images…")
+        self._runner.start(job, on_success=self._on_done, on_failure=self._on_failed,
+                           on_progress=self._on_progress)
+        self._update_state()
+        return True
+
+    @Slot()
+    def cancel(self):
+        if self._job is not None:
+            self._job.cancel()
+            self.status_label.setText("Cancelling…")
+            self.cancel_button.setEnabled(False)
+
+    def _is_current(self):
+        return self._job is not None and self.sender() is self._job.signals
+
+    @Slot(int, int)
+    def _on_progress(self, done, total):
+        if self._is_current():
+            self.progress.setRange(0, max(1, total))
+            self.progress.setValue(done)
+
+    @Slot(object)
+    def _on_done(self, report):
+        if not self._is_current():
+            return
+        self._job = None
+        self.show_report(report)
+        self.check_finished.emit(report)
+
+    @Slot(object, str)
+    def _on_failed(self, exc, details):
+        from ..core.dataset import ScanCancelled
+
+        if not self._is_current():
+            if isinstance(exc, ScanCancelled):
+                self.check_cancelled.emit()
+            return
+        self._job = None
+        if isinstance(exc, ScanCancelled):
+            self._note = "Check cancelled."
+            self._update_state()
+            self.check_cancelled.emit()
+        else:
+            self._note = "The check failed."
+            self._update_state()
+            show_exception(self, "Robustness check failed", exc, details)
+
+    # -- showing ----------------------------------------------------------------------
+
+    def show_report(self, report):
+        """Fill the table and the chart with a ``robustness_report`` dict."""
+        self._report = report
+        names = list(report["class_names"])
+        conditions = report["conditions"]
+        self.table.clear()
+        self.table.setColumnCount(len(FIXED_COLUMNS) + len(names))
+        self.table.setHorizontalHeaderLabels(list(FIXED_COLUMNS) + names)
+        self.table.setRowCount(len(conditions))
+        clean = conditions[0]
+        for row_index, row in enumerate(conditions):
+            cells = [(row["family"], None), (SEVERITY_NAMES.get(row["severity"], str(row["severity"])), None),
+                     (row["accuracy"], row["drop"])]
+            for name in names:
+                value, reference = row["per_class"][name], clean["per_class"][name]
+                cells.append((value, None if value is None or reference is None else reference - value))
+            for column, (value, drop) in enumerate(cells):
+                if column < 2:
+                    item = QTableWidgetItem(str(value))
+                else:
+                    item = QTableWidgetItem("–" if value is None else f"{value:.1%}")
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    item.setData(Qt.ItemDataRole.UserRole, value)
+                    if row_index > 0:
+                        item.setBackground(drop_colour(drop))
+                        item.setForeground(QColor(20, 20, 20))
+                        if drop is not None:
+                            item.setToolTip(f"{-drop:+.1%} against clean")
+                if row_index == 0:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                if column == 0:
+                    item.setToolTip(row["title"])
+                self.table.setItem(row_index, column, item)
+        self._fit_table()
+        self.lines = draw_severity_chart(self.figure, report)
+        self.canvas.draw_idle()
+        worst = max(conditions[1:], key=lambda row: row["drop"], default=None)
+        text = (f"{report['num_images']} {report.get('split', '')} images: clean accuracy "
+                f"{clean['accuracy']:.1%}")
+        if worst is not None:
+            severity = SEVERITY_NAMES.get(worst["severity"], "")
+            text += (f"; the largest fall is {worst['family']}"
+                     + (f" ({severity}: {worst['title']})" if worst["severity"] else "")
+                     + f", to {worst['accuracy']:.1%}")
+        if report["errors"]:
+            text += f". {len(report['errors'])} file(s) could not be read: " + "; ".join(
+                f"{error['path']} ({error['reason']})" for error in report["errors"][:3])
+        self._summary = text + "."
+        self._update_state()
+
+    def _fit_table(self):
+        """Give the table the width its columns need (up to two thirds), the chart the rest."""
+        total = sum(self.splitter.sizes())
+        if total <= 0:
+            return  # not laid out yet: the stretch factors share the space
+        self.table.resizeColumnsToContents()
+        needed = (self.table.horizontalHeader().length() + self.table.verticalScrollBar().sizeHint().width()
+                  + 2 * self.table.frameWidth() + 2)
+        width = min(needed, total * 2 // 3)
+        self.splitter.setSizes([width, total - width])
+
+    @Slot()
+    def clear(self):
+        self._report = None
+        self._note = ""
+        self.table.clear()
+        self.table.setRowCount(0)
+        self.table.setColumnCount(len(FIXED_COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(FIXED_COLUMNS))
+        self.figure.clear()
+        self.lines = {}
+        self.canvas.draw_idle()
+        self._update_state()
+
+    def _update_state(self):
+        running = self._job is not None
+        self.run_button.setEnabled(self.can_run() and not running)
+        self.cancel_button.setEnabled(running and not self._job.stop_event.is_set())
+        self.export_button.setEnabled(self._report is not None)
+        self.progress.setVisible(running)
+        if running:
+            return  # the status says what is being checked
+        if self._report is not None:
+            self.status_label.setText(self._summary)
+        elif self._training_active:
+            self.status_label.setText(TRAINING_TEXT)
+        elif not self.can_run():
+            self.status_label.setText(NO_MODEL_TEXT)
+        else:
+            self.status_label.setText(self._note or READY_TEXT)
+
+    # -- export -----------------------------------------------------------------------
+
+    def _ask_csv_path(self):
+        """Ask where to write the table (tests replace this). Returns "" if cancelled."""
+        path, _filter = QFileDialog.getSaveFileName(self, "Export robustness check", "robustness.csv",
+                                                    "CSV (*.csv)")
+        return path
+
+    @Slot()
+    def _on_export_clicked(self):
+        path = self._ask_csv_path()
+        if not path:
+            return
+        try:
+            self.export_csv(path)
+        except OSError as exc:
+            show_error(self, "Could not export the robustness check",
+                       f"Could not write {path}: {exc.strerror or exc}. Choose a folder you can write to.",
+                       traceback.format_exc())
+
+    def export_csv(self, path):
+        """One row per condition: corruption, severity, description, overall, each class, drop."""
+        report = self._report
+        names = list(report["class_names"])
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["corruption", "severity", "description", "overall"] + names + ["drop"])
+            for row in report["conditions"]:
+                values = [row["per_class"][name] for name in names]
+                writer.writerow([row["family"], row["severity"], row["title"], f"{row['accuracy']:.6f}"]
+                                + ["" if value is None else f"{value:.6f}" for value in values]
+                                + [f"{row['drop']:.6f}"])
+        return str(path)
+
