@@ -39,10 +39,16 @@ def add_commands(subparsers, common_parent):
                    help="split to use (default: test, else val, else all images)")
 
     p = subparsers.add_parser("doctor", parents=[common_parent],
-                              help="near-duplicates, train/test leakage, class imbalance")
+                              help="near-duplicates, train/test leakage, class imbalance, likely mislabels")
     p.add_argument("dataset", type=Path)
     p.add_argument("--threshold", type=int, default=4,
                    help="largest differing bits (of 64) between near-duplicates (default 4)")
+    p.add_argument("--mislabels", action="store_true",
+                   help="also train small models on k-1 folds and list images whose held-out "
+                        "prediction strongly disagrees with their folder (takes minutes)")
+    p.add_argument("--folds", type=int, default=3, help="folds for --mislabels (default 3)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs per fold for --mislabels (default 10)")
+    p.add_argument("--seed", type=int, default=1337, help="seed of the folds and models for --mislabels")
 
 
 def _usage(message):
@@ -136,21 +142,46 @@ def cmd_robustness(args):
     return EXIT_PARTIAL if report["errors"] else EXIT_OK
 
 
-def cmd_doctor(args):
-    from .core.dataset import scan_dataset
+def doctor_document(scan, threshold=4, mislabels=None, show_progress=False):
+    """The ``doctor --json`` document of a scan (``inspect --doctor`` embeds it).
+
+    Args:
+        scan: A ``DatasetScan``.
+        threshold: Near-duplicate threshold in bits.
+        mislabels: None, or ``{"folds", "epochs", "seed"}`` to run the mislabel search.
+        show_progress: Draw a progress bar on stderr (a terminal only).
+    """
+    from .cli import _ProgressBar
     from .core.doctor import doctor_report
 
-    if not 0 <= args.threshold <= 32:
-        return _usage(f"--threshold must be between 0 and 32 (got {args.threshold})")
-    scan = scan_dataset(args.dataset)
-    report = doctor_report(scan, threshold=args.threshold)
+    bar = _ProgressBar(show_progress)
+    report = doctor_report(scan, threshold=threshold,
+                           on_progress=lambda d, t: bar.show(d / max(t, 1), f"hashing {d}/{t} images"))
+    bar.done()
     report["root"] = str(scan.root)
     report["problems"] = [{"path": p.path, "reason": p.reason} for p in scan.problems]
-    if args.json:
-        print(json.dumps(report, indent=1))
-    else:
+    if mislabels is not None:
+        from .core.mislabels import find_mislabels
+
+        def on_progress(done, total):
+            epochs = mislabels["epochs"]
+            fold = max(1, min(mislabels["folds"], (done - 1) // epochs + 1))
+            search_bar.show(done / max(total, 1), f"mislabels: fold {fold}/{mislabels['folds']}, "
+                                                  f"epoch {done - (fold - 1) * epochs}/{epochs}")
+
+        search_bar = _ProgressBar(show_progress)
+        suspects = find_mislabels(scan, folds=mislabels["folds"], epochs=mislabels["epochs"],
+                                  seed=mislabels["seed"], on_progress=on_progress)
+        search_bar.done()
+        report["mislabels"] = {**mislabels, "suspects": [suspect.to_dict() for suspect in suspects]}
+    return report
+
+
+def print_doctor(report, text=True):
+    """Print a :func:`doctor_document` for people (``text``) and its unreadable files (stderr)."""
+    if text:
         imbalance = report["imbalance"]
-        print(f"{scan.root}: {report['num_images']} images checked in {report['seconds']:.1f} s")
+        print(f"{report['root']}: {report['num_images']} images checked in {report['seconds']:.1f} s")
         print(f"near-duplicate groups: {len(report['near_duplicates'])}")
         for group in report["near_duplicates"][:20]:
             kind = "exact" if group["exact"] else f"distance <= {group['max_distance']}"
@@ -165,9 +196,36 @@ def cmd_doctor(args):
             print(f"class imbalance ({imbalance['split']}): largest/smallest = {imbalance['ratio']:.2f}")
         if imbalance["weighting_suggested"]:
             weights = ", ".join(f"{name} {w:.2f}" for name, w in imbalance["class_weight_by_name"].items())
-            print(f"  suggested class weights: {weights}")
+            print(f"  suggested class weights: {weights} (train with --class-weights balanced)")
+        if "mislabels" in report:
+            search = report["mislabels"]
+            print(f"likely mislabels ({search['folds']} folds, {search['epochs']} epochs each): "
+                  f"{len(search['suspects'])}")
+            for row in search["suspects"][:50]:
+                print(f"  {row['path']}: in '{row['folder_class']}', looks like '{row['predicted_class']}' "
+                      f"({row['confidence']:.2f}; "
+                      f"'{row['folder_class']}' {row['folder_class_probability']:.2f})")
+            if len(search["suspects"]) > 50:
+                print(f"  ... and {len(search['suspects']) - 50} more (use --json for all)")
     for row in report["errors"]:
         print(f"imgcls: could not hash {row['path']}: {row['reason']}", file=sys.stderr)
+
+
+def cmd_doctor(args):
+    from .core.dataset import scan_dataset
+
+    if not 0 <= args.threshold <= 32:
+        return _usage(f"--threshold must be between 0 and 32 (got {args.threshold})")
+    if args.mislabels and args.folds < 2:
+        return _usage(f"--folds must be at least 2 (got {args.folds})")
+    if args.mislabels and args.epochs < 1:
+        return _usage(f"--epochs must be at least 1 (got {args.epochs})")
+    scan = scan_dataset(args.dataset)
+    search = {"folds": args.folds, "epochs": args.epochs, "seed": args.seed} if args.mislabels else None
+    report = doctor_document(scan, args.threshold, search, show_progress=not args.json)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    print_doctor(report, text=not args.json)
     return EXIT_PARTIAL if report["errors"] else EXIT_OK
 
 

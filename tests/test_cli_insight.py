@@ -68,3 +68,82 @@ def test_doctor_json(tmp_path, capsys):
     assert run(["doctor", tmp_path]) == 0
     assert "leakage: 1 pair" in capsys.readouterr().out
     assert run(["doctor", tmp_path, "--threshold", "99"]) == 2
+
+
+def _leaky_dataset(root):
+    """train/{a,b} x 6 and test/{a,b} x 2 random images, one test image a re-encoded train image."""
+    rng = np.random.default_rng(2)
+    for split, count in (("train", 6), ("test", 2)):
+        for name in ("a", "b"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8), "RGB").save(
+                    folder / f"{i}.png")
+    with Image.open(root / "train" / "a" / "0.png") as image:
+        image.save(root / "test" / "a" / "copy.jpg", quality=85)
+    return root
+
+
+def test_inspect_doctor_embeds_the_doctor_report(tmp_path, capsys):
+    from imgcls_desktop.cli import main
+
+    root = _leaky_dataset(tmp_path / "leaky")
+    assert main(["inspect", str(root), "--doctor", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["num_images"] == 17 and data["layout"] == "split"
+    assert [row["other"].endswith("copy.jpg") for row in data["doctor"]["leakage"]] == [True]
+    assert data["doctor"]["imbalance"]["counts"] == {"a": 6, "b": 6}
+    assert main(["inspect", str(root), "--doctor"]) == 0
+    text = capsys.readouterr().out
+    assert "split layout, 2 classes" in text and "train/test leakage: 1 pair(s)" in text
+    assert main(["inspect", str(root)]) == 0
+    assert "leakage" not in capsys.readouterr().out
+
+
+def test_doctor_mislabels_lists_held_out_disagreements(tmp_path, capsys):
+    from synthetic import make_shapes_dataset
+
+    root = make_shapes_dataset(tmp_path / "shapes", num_classes=3, per_class=60, seed=5)
+    planted = []
+    for index in range(5):
+        target = root / "square" / f"was_circle_{index}.png"
+        (root / "circle" / f"circle_{index:03d}.png").rename(target)
+        planted.append(str(target))
+    assert run(["doctor", root, "--mislabels", "--folds", "2", "--epochs", "4", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    search = data["mislabels"]
+    assert (search["folds"], search["epochs"], search["seed"]) == (2, 4, 1337)
+    # 2 short folds: weaker than the core test's search, yet most planted circles show.
+    assert sum(row["path"] in planted for row in search["suspects"]) >= 3, search["suspects"]
+    for row in search["suspects"]:
+        assert row["folder_class"] != row["predicted_class"]
+        assert row["confidence"] >= 0.5 and row["folder_class_probability"] <= 0.25
+        if row["path"] in planted:
+            assert (row["folder_class"], row["predicted_class"]) == ("square", "circle")
+    confidences = [row["confidence"] for row in search["suspects"]]
+    assert confidences == sorted(confidences, reverse=True)
+
+    assert run(["doctor", root, "--mislabels", "--folds", "2", "--epochs", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "likely mislabels (2 folds, 1 epochs each): " in text
+    assert run(["doctor", root, "--mislabels", "--folds", "1"]) == 2
+    assert "--folds must be at least 2" in capsys.readouterr().err
+
+
+def test_print_doctor_lists_every_suspect(capsys):
+    report = {"root": "/data", "num_images": 3, "seconds": 0.1, "near_duplicates": [], "leakage": [],
+              "label_conflicts": [], "errors": [{"path": "/data/a/bad.png", "reason": "truncated"}],
+              "imbalance": {"split": "all", "ratio": 4.0, "weighting_suggested": True,
+                            "class_weight_by_name": {"a": 0.4, "b": 1.6}},
+              "mislabels": {"folds": 3, "epochs": 6, "seed": 1, "suspects": [
+                  {"path": "/data/a/x.png", "folder_class": "a", "predicted_class": "b",
+                   "confidence": 0.93, "folder_class_probability": 0.04}]}}
+    cli_insight.print_doctor(report)
+    captured = capsys.readouterr()
+    assert "suggested class weights: a 0.40, b 1.60 (train with --class-weights balanced)" in captured.out
+    assert "/data/a/x.png: in 'a', looks like 'b' (0.93; 'a' 0.04)" in captured.out
+    assert "could not hash /data/a/bad.png: truncated" in captured.err
+    cli_insight.print_doctor(report, text=False)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "bad.png" in captured.err

@@ -1,7 +1,8 @@
 """Browse a dataset folder: classes, counts, thumbnails, problem files and duplicates.
 
 The scan (which decodes every file) and the thumbnail decoding run as background
-jobs, so a folder of tens of thousands of images never freezes the window.
+jobs, so a folder of tens of thousands of images never freezes the window. The
+"Check dataset" tab holds the dataset doctor (:class:`doctor_view.DoctorView`).
 """
 
 import html
@@ -20,6 +21,7 @@ from ..core.errors import DatasetError
 from ..core.images import open_image
 from . import error_dialog
 from .class_chart import ClassCountChart
+from .doctor_view import DoctorView
 from .jobs import Job, JobRunner
 from .thumbnails import fit_thumbnail
 
@@ -140,6 +142,10 @@ class DatasetBrowser(QWidget):
         self.duplicate_list = _named(QTreeWidget(), "duplicateList")
         self.duplicate_list.setHeaderLabels(["Identical files"])
         self.duplicate_list.itemDoubleClicked.connect(self._on_item_double_clicked)
+        self.doctor = DoctorView()
+        self.check_button = _named(QPushButton("Check dataset…"), "checkDatasetButton")
+        self.check_button.setToolTip("Near-duplicates, train/test leakage, class imbalance and likely mislabels")
+        self.check_button.clicked.connect(self.show_doctor)
 
         # The counts and the pictures on one page: a glance at both is what a user wants.
         overview = QSplitter(Qt.Orientation.Vertical)
@@ -151,9 +157,13 @@ class DatasetBrowser(QWidget):
         self.tabs.addTab(overview, "Overview")
         self._problems_tab = self.tabs.addTab(self.problem_table, "Problems (0)")
         self._duplicates_tab = self.tabs.addTab(self.duplicate_list, "Duplicates (0)")
+        self._doctor_tab = self.tabs.addTab(self.doctor, "Check dataset")
 
         layout = QVBoxLayout(self)
-        layout.addWidget(self.header_label)
+        header = QHBoxLayout()
+        header.addWidget(self.header_label, 1)
+        header.addWidget(self.check_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(header)
         layout.addWidget(self.imbalance_label)
         layout.addWidget(self.progress_row)
         layout.addWidget(self.status_label)
@@ -168,8 +178,14 @@ class DatasetBrowser(QWidget):
         return self._scan_job is not None
 
     def is_busy(self) -> bool:
-        """Whether any background job (a scan, even a cancelled one, or thumbnails) is still running."""
-        return self._runner.active() > 0
+        """Whether any background job (a scan, even a cancelled one, thumbnails, the doctor) is still running."""
+        return self._runner.active() > 0 or self.doctor.is_busy()
+
+    @Slot()
+    def show_doctor(self):
+        """Show the "Check dataset" tab; the check starts if this dataset has not had one."""
+        self.tabs.setCurrentIndex(self._doctor_tab)
+        self.doctor.check_if_needed()
 
     def open_folder(self, path):
         """Scan ``path`` in the background; a scan already running is cancelled.
@@ -210,6 +226,7 @@ class DatasetBrowser(QWidget):
         self._thumbnail_generation += 1
         self._thumbnail_queue = []
         self._runner.cancel_all()
+        self.doctor.stop_background_work(timeout_ms)
         return self._runner.wait(timeout_ms)
 
     def clear(self):
@@ -293,6 +310,7 @@ class DatasetBrowser(QWidget):
             self.class_list.addItem(item)
         self._show_problems(scan)
         self._set_tab_counts(len(scan.problems), len(scan.duplicates))
+        self.doctor.set_scan(scan)
         if self.class_list.count():
             self.class_list.setCurrentRow(0)  # pictures of the first class at once
 

@@ -127,6 +127,11 @@ class TrainingPanel(QWidget):
         self.validation_spin = _named(_spin(0, 50, 20), "validationSplitSpin")
         self.validation_spin.setSuffix(" %")
         self.seed_spin = _named(_spin(0, 2**31 - 1, 1337), "seedSpin")
+        # Dataset doctor: TrainingConfig.class_weights="balanced"; its suggestion turns this on.
+        self.class_weights_check = _named(QCheckBox("Balance classes (class weights)"), "classWeightsCheck")
+        self.class_weights_check.setToolTip("Weigh each class by its inverse frequency, so a small class "
+                                            "counts as much as a large one (Dataset ▸ Check dataset "
+                                            "says when it helps)")
         self.flip_check = _named(QCheckBox("Horizontal flip"), "flipCheck")
         self.augmentation_spins = {
             name: _named(_spin(0.0, 1.0, 0.0, decimals=2, step=0.05), f"{name}Spin")
@@ -154,6 +159,7 @@ class TrainingPanel(QWidget):
                               ("Validation split", self.validation_spin), ("Seed", self.seed_spin),
                               (self.weights_label, self.weights_row)]:
             form.addRow(label, widget)
+        form.addRow("", self.class_weights_check)  # dataset doctor
         augmentation = QGroupBox("Augmentation")
         grid = QGridLayout(augmentation)
         grid.addWidget(self.flip_check, 0, 0, 1, 2)
@@ -267,6 +273,7 @@ class TrainingPanel(QWidget):
             augmentation=self.augmentation(),
             early_stopping_patience=self._early_stopping_patience,
             weights=weights or "imagenet",
+            class_weights="balanced" if self.class_weights_check.isChecked() else None,  # dataset doctor
         )
 
     def set_config(self, config):
@@ -289,6 +296,7 @@ class TrainingPanel(QWidget):
         self.seed_spin.setValue(config.seed)
         self._set_augmentation(resolved.augmentation)
         self._early_stopping_patience = config.early_stopping_patience
+        self.class_weights_check.setChecked(config.class_weights == "balanced")  # dataset doctor
         if config.weights not in (None, "imagenet"):
             self.weights_combo.setCurrentIndex(self.weights_combo.findData("file"))
             self.weights_path.setText(str(config.weights))

@@ -185,3 +185,28 @@ def test_imbalance_warning(qtbot, browser, tmp_path):
     _open_and_wait(qtbot, browser, root)
     assert not browser.imbalance_label.isHidden()
     assert browser.imbalance_label.text().startswith("The largest class has 5.0x the images of the smallest")
+
+
+def test_check_dataset_button_opens_the_doctor_and_runs_it_once(qtbot, browser, messy_dataset,
+                                                                 shapes_split_dataset):
+    _open_and_wait(qtbot, browser, messy_dataset)
+    doctor = browser.doctor
+    assert doctor.report() is None  # hashing waits until someone looks
+    reports = []
+    doctor.report_ready.connect(reports.append)
+    with qtbot.waitSignal(doctor.report_ready, timeout=30000):
+        qtbot.mouseClick(browser.findChild(QPushButton, "checkDatasetButton"), Qt.MouseButton.LeftButton)
+    assert browser.tabs.currentWidget() is doctor
+    table = doctor.findChild(QTableWidget, "nearDuplicateTable")
+    texts = [table.item(row, 1).text() for row in range(table.rowCount())]
+    assert "2 exact copies\nclasses differ: circle, triangle" in texts
+    assert "1 near-duplicate pair(s) filed under different classes" in doctor.summary_label.text()
+
+    browser.tabs.setCurrentIndex(0)
+    browser.show_doctor()  # this dataset has its report: no second check
+    assert not doctor.is_checking() and len(reports) == 1
+    # Another folder while the doctor is shown: its own check starts by itself.
+    with qtbot.waitSignal(doctor.report_ready, timeout=30000) as ready:
+        _open_and_wait(qtbot, browser, shapes_split_dataset)
+    assert ready.args[0]["imbalance"]["split"] == "train" and doctor.scan() is browser.scan()
+    _wait_idle(qtbot, browser)
