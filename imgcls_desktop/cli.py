@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 from . import __version__, cli_insight
+from . import cli_history  # runs: the run history
+from . import cli_data  # move, undo, journal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -35,6 +37,8 @@ def build_parser():
     p = sub.add_parser("inspect", parents=[common], help="what is in a dataset folder, what is wrong with it")
     p.add_argument("dataset", type=Path)
     p.add_argument("--no-validate", action="store_true", help="skip decoding every file (faster)")
+    p.add_argument("--doctor", action="store_true",  # the dataset doctor, as `imgcls doctor` prints it
+                   help="also look for near-duplicates, train/test leakage and class imbalance")
 
     p = sub.add_parser("train", parents=[common], help="train a model on a dataset folder")
     p.add_argument("dataset", type=Path)
@@ -57,6 +61,7 @@ def build_parser():
                    help="weigh each class by its inverse frequency (for imbalanced datasets; "
                         "'imgcls doctor' says when it is suggested)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    cli_history.add_train_options(p)  # --no-history
 
     p = sub.add_parser("evaluate", parents=[common], help="accuracy, per-class metrics, confusion matrix")
     p.add_argument("model", type=Path)
@@ -70,6 +75,8 @@ def build_parser():
 
     _add_export_parser(sub, common)
     cli_insight.add_commands(sub, common)
+    cli_history.add_commands(sub, common)
+    cli_data.add_commands(sub, common)
     return parser
 
 
@@ -133,6 +140,8 @@ def cmd_inspect(args):
                         on_progress=lambda d, t: bar.show(d / max(t, 1), f"checking {d}/{t} files"))
     bar.done()
     report = scan.to_dict()
+    if args.doctor:  # dataset doctor: on this scan, printed by the doctor command's printer
+        report["doctor"] = cli_insight.doctor_document(scan, show_progress=not args.json)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -149,6 +158,10 @@ def cmd_inspect(args):
             print(f"  problem: {problem.path}: {problem.reason}")
         for group in scan.duplicates:
             print(f"  duplicates: {' = '.join(group)}")
+    if args.doctor:  # dataset doctor
+        cli_insight.print_doctor(report["doctor"], text=not args.json)
+        if report["doctor"]["errors"]:
+            return EXIT_PARTIAL
     return EXIT_PARTIAL if scan.problems else EXIT_OK
 
 
@@ -226,7 +239,9 @@ def cmd_train(args):
         stop_event.set()
         raise
     save_model(result.model, out, result.metadata)
+    run = cli_history.record_training(args, result, scan, out)  # after the save: never costs the model
     summary = result.summary(out)
+    summary["run_id"] = run.id if run else None
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -234,6 +249,7 @@ def cmd_train(args):
         print(f"Saved {out} (best epoch {result.best_epoch} of {result.epochs_run}"
               + (f", validation accuracy {best:.3f}" if best is not None else "")
               + f", {result.seconds:.0f} s, {result.stop_reason})")
+        cli_history.print_recorded(args, run)
     for path, reason in result.skipped_files:
         print(f"imgcls: skipped {path}: {reason}", file=sys.stderr)
     return EXIT_PARTIAL if (scan.problems or result.skipped_files) else EXIT_OK
@@ -319,6 +335,8 @@ def cmd_predict(args):
 
 COMMANDS = {"inspect": cmd_inspect, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
 COMMANDS.update(cli_insight.COMMANDS)
+COMMANDS.update(cli_history.COMMANDS)
+COMMANDS.update(cli_data.COMMANDS)
 
 
 # -- export -----------------------------------------------------------------------------

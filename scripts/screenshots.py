@@ -63,8 +63,90 @@ def main(out_dir, epochs=8):
     drop_files(window.prediction, files)
     wait_for(window.prediction.predictions_ready, 120, "predictions")
     shoot("prediction")
+    # Heat maps in the Predict view, then the robustness check (issue 7).
+    window.prediction.set_heatmaps_enabled(True)
+    while window.prediction.is_explaining():
+        wait_for(window.prediction.heatmaps_ready, 120, "heat maps")
+    shoot("prediction-heatmap")
+    window.prediction.set_heatmaps_enabled(False)
+    window.check_robustness_action.trigger()
+    wait_for(window.robustness.check_finished, 300, "robustness check")
+    shoot("robustness")
+    # Run history (issue 7): the run above was recorded; a second, shorter one to compare with.
+    window.training.set_config(TrainingConfig(preset="small_cnn", epochs=3, seed=2))
+    window.tabs.setCurrentIndex(1)
+    window.findChild(QPushButton, "trainButton").click()
+    wait_for(window.history.recorder.recorded, 600, "the second run recorded")
+    window.tabs.setCurrentWidget(window.history)
+    window.history.refresh()
+    wait_for(window.history.runs_listed, 60, "the run list")
+    window.history.select_runs(window.history.run_ids()[:2])
+    shoot("history")
+    # Dataset doctor (issue 7): duplicates, leakage, class balance and a mislabel search.
+    from time import sleep
+
+    doctor = window.browser.doctor
+    window.tabs.setCurrentIndex(0)
+    window.browser.show_doctor()
+    if doctor.report() is None:
+        wait_for(doctor.report_ready, 120, "the dataset check")
+    doctor.find_mislabels()
+    wait_for(doctor.mislabels_found, 600, "the mislabel search")
+    while doctor.is_busy():  # the suspects' thumbnails
+        app.processEvents()
+        sleep(0.02)
+    shoot("doctor")
+    # -- Fix the data (issue 7): move / quarantine from the gallery, on a scratch copy ----
+    fix_data_scratch = shoot_fix_data(app, window, shoot)
+    # -- end of Fix the data -------------------------------------------------------------
     window.close()
+    fix_data_scratch.cleanup()
     return 0
+
+
+def shoot_fix_data(app, window, shoot):
+    """Fix the data: the gallery's context menu and the moved-images bar (fix-data.png).
+
+    Moves real files, so it works on a scratch copy of the sample, never the bundled one:
+    opens the copy, evaluates the current model on it, moves one misclassified image to
+    its predicted class and quarantines another. Returns the scratch folder (clean it up
+    once the window is closed).
+    """
+    import shutil
+    import tempfile
+
+    from imgcls_desktop.gui.self_test import wait_for
+    from imgcls_desktop.resources import sample_dataset_path
+
+    scratch = tempfile.TemporaryDirectory(prefix="imgcls-fix-data-")
+    copy = Path(shutil.copytree(sample_dataset_path(), Path(scratch.name) / "sample"))
+    window.open_dataset(copy)
+    wait_for(window.dataset_opened, 120, "the scratch copy of the sample")
+    window.evaluate_current()
+    wait_for(window.evaluation_finished, 300, "the evaluation of the copy")
+    view = window.evaluation
+    if getattr(window, "evaluate_tabs", None) is not None:
+        window.evaluate_tabs.setCurrentWidget(view)
+    mistakes = view.report.misclassified()
+    window.move_image(mistakes[0]["path"], mistakes[0]["predicted"])
+    wait_for(window.dataset_opened, 120, "the rescan after a move")
+    window.move_image(mistakes[1]["path"], "")
+    wait_for(window.dataset_opened, 120, "the rescan after a quarantine")
+    gallery = view.gallery
+    gallery.setCurrentRow(1)
+    for _ in range(20):
+        app.processEvents()
+    menu = view.image_menu([gallery.paths()[1]], gallery)
+    corner = gallery.visualItemRect(gallery.item(1)).center()
+    menu.popup(gallery.viewport().mapToGlobal(corner))
+    move_action = menu.actions()[0]
+    menu.setActiveAction(move_action)
+    submenu = move_action.menu()
+    submenu.popup(menu.mapToGlobal(menu.actionGeometry(move_action).topRight()))
+    shoot("fix-data")
+    submenu.close()
+    menu.close()
+    return scratch
 
 
 if __name__ == "__main__":

@@ -20,9 +20,11 @@ from . import settings
 from .dataset_browser import DatasetBrowser
 from .error_dialog import show_error, show_exception
 from .evaluation_view import EvaluationView
+from .history_view import HistoryView
 from .jobs import Job, JobRunner
 from .model_state import ModelState
 from .prediction_pane import PredictionPane
+from .robustness_view import RobustnessView
 from .training_panel import TrainingPanel
 
 log = logging.getLogger("imgcls")
@@ -77,6 +79,8 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.jobs = JobRunner(self)
         self.scan = None
+        self._data_fix_rescan_pending = False  # fixing the data: one rescan per burst of moves
+        self._retrain_root = None  # the folder whose rescan starts training (Retrain on corrected folder)
         self.versions = None
         self.state = ModelState(self, self.jobs)
 
@@ -85,10 +89,18 @@ class MainWindow(QMainWindow):
         self.browser = DatasetBrowser(self)
         self.training = TrainingPanel(self)
         self.evaluation = EvaluationView(self)
+        # Robustness is a sub-tab of Evaluate: the four views and Alt+1..4 stay as they are.
+        self.robustness = RobustnessView(self, config_source=self.training.config)
+        self.evaluate_tabs = QTabWidget(self)
+        self.evaluate_tabs.setObjectName("evaluateTabs")
+        self.evaluate_tabs.addTab(self.evaluation, "Results")
+        self.evaluate_tabs.addTab(self.robustness, "Robustness")
         self.prediction = PredictionPane(self)
         for widget, title in ((self.browser, "&1 Dataset"), (self.training, "&2 Train"),
-                              (self.evaluation, "&3 Evaluate"), (self.prediction, "&4 Predict")):
+                              (self.evaluate_tabs, "&3 Evaluate"), (self.prediction, "&4 Predict")):
             self.tabs.addTab(widget, title)
+        self.history = HistoryView(self)  # the run history: a fifth view, Alt+5
+        self.tabs.addTab(self.history, "&5 History")
         self.setCentralWidget(self.tabs)
         self.engine_label = QLabel("Engine not loaded")
         self.engine_label.setObjectName("engineStatus")
@@ -97,6 +109,7 @@ class MainWindow(QMainWindow):
 
         self._build_actions()
         self._connect()
+        self.history.attach(self)  # records every training run of this window
         self._restore_settings()
 
     # -- construction -------------------------------------------------------------------
@@ -121,6 +134,9 @@ class MainWindow(QMainWindow):
         self.summary_action = self._action("Model s&ummary", self.show_model_summary, "Ctrl+I")
         self.evaluate_action = self._action("&Evaluate on dataset", self.evaluate_current, "Ctrl+E",
                                             "Evaluate the current model on the open dataset")
+        self.check_robustness_action = self._action(
+            "Check &robustness…", self.check_robustness, None,
+            "Accuracy of the current model on blurred, darker, compressed, rotated... evaluation images")
         self.train_action = self._action("&Train", self.training.start_training)  # Ctrl+T lives on the Train button
         self.stop_action = self._action("&Stop training", self.training.request_stop)
         quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -134,6 +150,10 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.open_sample_action)
         file_menu.addSeparator()
         file_menu.addAction(quit_action)
+        self.undo_move_action = self._action("&Undo move", self.undo_move, QKeySequence.StandardKey.Undo,
+                                             "Put back the last image moved to another class or to quarantine")
+        self.undo_move_action.setEnabled(False)
+        menu.addMenu("&Edit").addAction(self.undo_move_action)
         model_menu = menu.addMenu("&Model")
         for action in (self.open_model_action, self.save_model_action, self.export_model_action):
             model_menu.addAction(action)
@@ -141,6 +161,7 @@ class MainWindow(QMainWindow):
         model_menu.addSeparator()
         model_menu.addAction(self.summary_action)
         model_menu.addAction(self.evaluate_action)
+        model_menu.addAction(self.check_robustness_action)
         train_menu = menu.addMenu("&Training")
         train_menu.addAction(self.train_action)
         train_menu.addAction(self.stop_action)
@@ -168,6 +189,14 @@ class MainWindow(QMainWindow):
         self.state.model_changed.connect(self._on_model_changed)
         self.state.evaluation_finished.connect(self._on_evaluation_finished)
         self.state.message.connect(self.statusBar().showMessage)
+        self.evaluation.move_requested.connect(self.move_image)
+        self.evaluation.undo_requested.connect(self.undo_move)
+        self.evaluation.retrain_requested.connect(self.retrain_on_corrected_folder)
+        self.browser.scan_failed.connect(self._forget_retrain)
+        self.browser.scan_cancelled.connect(self._forget_retrain)
+        # Dataset doctor: its moves are journaled like the evaluation's, and the window rescans.
+        self.browser.doctor.files_moved.connect(self._data_changed_on_disk)
+        self.browser.doctor.class_weights_requested.connect(self.train_with_class_weights)
 
     # -- start-up -------------------------------------------------------------------
     def start(self, dataset=None):
@@ -218,6 +247,7 @@ class MainWindow(QMainWindow):
     def _on_dataset_loaded(self, scan):
         self.scan = scan
         self.training.set_dataset(scan)
+        self.robustness.set_dataset(scan)
         settings.settings().setValue(settings.LAST_DATASET, str(scan.root))
         settings.push_recent(settings.RECENT_DATASETS, str(scan.root))
         self._refresh_recent_menus()
@@ -225,6 +255,7 @@ class MainWindow(QMainWindow):
             f"Opened {scan.root}: {len(scan.class_names)} classes, {scan.num_images} images"
             + (f", {len(scan.problems)} problem files" if scan.problems else ""), 8000)
         self.dataset_opened.emit(scan)
+        self._after_data_fix_rescan(scan)
         self._update_actions()
 
     # -- models ---------------------------------------------------------------------
@@ -314,6 +345,15 @@ class MainWindow(QMainWindow):
             return
         self.state.evaluate(self.scan)
 
+    def check_robustness(self):
+        """Show Evaluate ▸ Robustness and run the check on the current model and dataset."""
+        if self.state.loaded is None or self.scan is None:
+            show_error(self, "Nothing to check", "Open or train a model and open a dataset first.")
+            return
+        self.tabs.setCurrentIndex(TAB_EVALUATE)
+        self.evaluate_tabs.setCurrentWidget(self.robustness)
+        self.robustness.run_check()
+
     @Slot(object)
     def _on_model_changed(self, loaded):
         if loaded is None:
@@ -325,6 +365,8 @@ class MainWindow(QMainWindow):
                 self._refresh_recent_menus()
             for warning in loaded.warnings:
                 self.statusBar().showMessage(warning, 10000)
+        self.robustness.set_model(loaded)
+        self.evaluation.set_model(loaded)  # heat maps in the gallery
         self.model_changed.emit(loaded)
         self._update_actions()
 
@@ -332,6 +374,7 @@ class MainWindow(QMainWindow):
     def _on_evaluation_finished(self, report):
         self.evaluation.show_report(report)
         self.tabs.setCurrentIndex(TAB_EVALUATE)
+        self.evaluate_tabs.setCurrentWidget(self.evaluation)
         self.evaluation_finished.emit(report)
 
     def show_model_summary(self):
@@ -363,6 +406,8 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_training_started(self):
         self.prediction.set_training_active(True)
+        self.robustness.set_training_active(True)
+        self.browser.doctor.set_training_active(True)
         self._update_actions()
 
     @Slot(object)
@@ -372,7 +417,115 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_training_finished(self):
         self.prediction.set_training_active(False)
+        self.robustness.set_training_active(False)
+        self.browser.doctor.set_training_active(False)
         self._update_actions()
+
+    def train_with_class_weights(self):
+        """The dataset doctor's suggestion: tick "Balance classes" and show the Train view."""
+        self.training.class_weights_check.setChecked(True)
+        self.tabs.setCurrentIndex(TAB_TRAIN)
+
+    # -- fixing the data: move / quarantine with undo, retrain -----------------------
+    # Moves are renames, fast enough for the GUI thread; core.data_fixes journals them.
+    def move_image(self, path, class_name):
+        """Move ``path`` into ``class_name``'s folder, or to quarantine when it is ""; returns the entry."""
+        from ..core import data_fixes
+        from ..core.errors import ImgclsError
+
+        if not self._data_fix_allowed("moving images"):
+            return None
+        try:
+            if class_name:
+                entry = data_fixes.move_to_class(self.scan.root, path, class_name)
+            else:
+                entry = data_fixes.quarantine(self.scan.root, path, reason="from the evaluation view")
+        except ImgclsError as exc:
+            show_exception(self, "Could not move the image", exc)
+            return None
+        self.evaluation.mark_moved(path, entry)
+        self.statusBar().showMessage(f"Moved {entry['source']} to {entry['target']}", 8000)
+        self._data_changed_on_disk()
+        return entry
+
+    def undo_move(self):
+        """Put back the last image moved (Edit ▸ Undo move); returns the undo entry or None."""
+        from ..core import data_fixes
+        from ..core.errors import ImgclsError
+
+        if not self._data_fix_allowed("undoing a move"):
+            return None
+        try:
+            entry = data_fixes.undo(self.scan.root)
+        except ImgclsError as exc:
+            show_exception(self, "Could not undo the move", exc)
+            return None
+        if entry is None:
+            self.statusBar().showMessage("Nothing to undo", 5000)
+        else:
+            self.evaluation.mark_restored(entry["target_path"])
+            self.statusBar().showMessage(f"Put {entry['target']} back", 8000)
+        self._data_changed_on_disk()
+        return entry
+
+    def retrain_on_corrected_folder(self):
+        """Rescan the dataset, then train with the Train view's settings (one click)."""
+        if not self._data_fix_allowed("retraining"):
+            return False
+        if self.versions is None:
+            show_error(self, "Engine loading", "The training engine is still loading; retrain once "
+                                               "the status bar says \"Engine ready\".")
+            return False
+        self._retrain_root = str(self.scan.root)
+        self.tabs.setCurrentIndex(TAB_TRAIN)
+        self.browser.open_folder(self._retrain_root)
+        return True
+
+    def _data_fix_allowed(self, what):
+        if self.scan is None:
+            show_error(self, "No dataset", "Open the dataset folder first.")
+            return False
+        if self.training.is_training():
+            show_error(self, "Training is running", f"A model is training on these files; stop it "
+                                                    f"(Esc) before {what}.")
+            return False
+        return True
+
+    def _data_changed_on_disk(self):
+        from PySide6.QtCore import QTimer
+
+        self._refresh_undo_move()
+        if not self._data_fix_rescan_pending:
+            self._data_fix_rescan_pending = True
+            QTimer.singleShot(0, self._rescan_after_data_fix)
+
+    @Slot()
+    def _rescan_after_data_fix(self):
+        self._data_fix_rescan_pending = False
+        if self.scan is not None and self._retrain_root is None:
+            self.browser.open_folder(str(self.scan.root))
+
+    def _refresh_undo_move(self):
+        from ..core import data_fixes
+        from ..core.errors import ImgclsError
+
+        try:
+            available = self.scan is not None and bool(data_fixes.undoable_entries(self.scan.root))
+        except ImgclsError:
+            available = False
+        self.undo_move_action.setEnabled(available)
+        self.evaluation.set_undo_available(available)
+
+    def _after_data_fix_rescan(self, scan):
+        self._refresh_undo_move()
+        if self._retrain_root is not None and self._retrain_root == str(scan.root):
+            self._retrain_root = None
+            if not self.training.start_training():
+                show_error(self, "Cannot retrain", self.training.train_button.toolTip())
+
+    @Slot()
+    def _forget_retrain(self):
+        self._retrain_root = None
 
     # -- drops on the window ---------------------------------------------------------
     def dragEnterEvent(self, event):
@@ -403,6 +556,7 @@ class MainWindow(QMainWindow):
         self.summary_action.setEnabled(has_model)
         self.export_model_action.setEnabled(has_model and not training)
         self.evaluate_action.setEnabled(has_model and self.scan is not None and not training)
+        self.check_robustness_action.setEnabled(has_model and self.scan is not None and not training)
         self.open_model_action.setEnabled(not training)
         self.train_action.setEnabled(self.scan is not None and self.versions is not None and not training)
         self.stop_action.setEnabled(training)
@@ -486,7 +640,9 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Stopping training…")
             self.training.request_stop()
             self.training.wait_for_stop(120000)
+        self.history.flush_pending()  # a run still waiting for its evaluation is written now
         self.jobs.cancel_all()  # first, so evaluations stop while the browser winds down
+        self.robustness.cancel()
         self.browser.stop_background_work()
         self.jobs.wait(60000)
         store = settings.settings()
