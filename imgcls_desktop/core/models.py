@@ -125,7 +125,7 @@ PRESETS = {
         ),
     ]
 }
-DEFAULT_PRESET = "small_cnn"
+DEFAULT_PRESET = "fast_cnn"
 
 
 def get_preset(name):

@@ -14,7 +14,7 @@ from .. import __version__
 from .backend import keras_module, tensorflow_module, versions
 from .dataset import scan_dataset, split_train_validation
 from .errors import TrainingError
-from .models import Augmentation, build_model, forward_flops, get_preset, init_whitening
+from .models import DEFAULT_PRESET, Augmentation, build_model, forward_flops, get_preset, init_whitening
 from .pipeline import Cancelled, build_augmenter, decode_items, make_dataset
 
 
@@ -22,7 +22,7 @@ from .pipeline import Cancelled, build_augmenter, decode_items, make_dataset
 class TrainingConfig:
     """What to train. ``None`` means "the preset's default"."""
 
-    preset: str = "small_cnn"
+    preset: str = DEFAULT_PRESET
     epochs: int | None = None
     time_budget: float | None = None  # seconds of wall-clock training; overrides epochs
     batch_size: int | None = None
