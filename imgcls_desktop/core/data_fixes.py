@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from .dataset import SPLIT_FOLDER_KEYS
 from .errors import DatasetError, ImageError
 from .images import SUPPORTED_EXTENSIONS, is_ignored_name
+from .model_io import fsync_folder
 
 STATE_FOLDER = ".imgcls"
 JOURNAL_NAME = "journal.jsonl"
@@ -143,20 +144,6 @@ def _free_name(folder, name):
 
 def _now():
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _fsync_folder(folder):
-    # Makes a rename durable on POSIX; Windows cannot open folders, and does not need it.
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def _append(root, record):
@@ -297,7 +284,7 @@ def _settle_pending(root, records):
         if status == "duplicate":
             # The copy is complete and identical: finish what the interrupted move began.
             os.unlink(root / record["source"])
-            _fsync_folder((root / record["source"]).parent)
+            fsync_folder((root / record["source"]).parent)
             status = "done"
         _append(root, {"id": record["id"], "op": "done" if status == "done" else "abandoned",
                        "note": note, "time": _now()})
@@ -321,8 +308,8 @@ def _rename(source, target):
             os.fsync(handle.fileno())
         os.rename(partial, target)
         os.unlink(source)
-    _fsync_folder(target.parent)
-    _fsync_folder(source.parent)
+    fsync_folder(target.parent)
+    fsync_folder(source.parent)
 
 
 def _journaled_move(root, action, source, target, **details):

@@ -26,6 +26,7 @@ from pathlib import Path
 from .. import __version__
 from ..resources import user_data_dir
 from .errors import ImgclsError
+from .model_io import fsync_folder
 
 log = logging.getLogger("imgcls")
 
@@ -477,7 +478,7 @@ def _write_json(path, data):
             os.fsync(handle.fileno())
         os.replace(temp, path)
         temp = None
-        _fsync_folder(path.parent)
+        fsync_folder(path.parent)
     except (OSError, ValueError) as exc:
         raise HistoryError(f"Could not write the run file {path}: {getattr(exc, 'strerror', None) or exc}. "
                            "Check that the data folder is writable and the disk has free space; "
@@ -493,19 +494,6 @@ def _remove_quietly(path):
         Path(path).unlink()
     except OSError:
         pass
-
-
-def _fsync_folder(folder):
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # Windows cannot open folders; os.replace is still atomic there
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # -- comparing ---------------------------------------------------------------------------

@@ -114,7 +114,7 @@ def save_model(model, path, metadata):
         _verify_written(temp)
         os.replace(temp, path)
         temp = None
-        _fsync_folder(folder)
+        fsync_folder(folder)
     except ModelFileError:
         _remove_quietly(temp)
         raise
@@ -139,7 +139,8 @@ def _verify_written(path):
         raise ModelFileError(f"The model written to {path} failed its check; nothing was replaced.")
 
 
-def _fsync_folder(folder):
+def fsync_folder(folder):
+    """Make a rename inside ``folder`` durable (POSIX); a no-op where folders cannot be opened."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

@@ -89,7 +89,7 @@ class MainWindow(QMainWindow):
         self.browser = DatasetBrowser(self)
         self.training = TrainingPanel(self)
         self.evaluation = EvaluationView(self)
-        # Robustness is a sub-tab of Evaluate: the four views and Alt+1..4 stay as they are.
+        # Robustness is a sub-tab of Evaluate: the step views keep Alt+1..4.
         self.robustness = RobustnessView(self, config_source=self.training.config)
         self.evaluate_tabs = QTabWidget(self)
         self.evaluate_tabs.setObjectName("evaluateTabs")
@@ -591,7 +591,7 @@ class MainWindow(QMainWindow):
             f"<p>TensorFlow {versions['tensorflow']} · Keras {versions['keras']} · PySide6 {pyside_version}</p>"
             f"<p>Log file: {log_file}</p>"
             "<p>Shortcuts: Ctrl+O open dataset · Ctrl+Shift+O open model · Ctrl+S save model · "
-            "Ctrl+T train · Esc stop · Ctrl+E evaluate · Ctrl+I model summary · Alt+1..4 views</p>",
+            "Ctrl+T train · Esc stop · Ctrl+E evaluate · Ctrl+I model summary · Ctrl+Z undo move · Alt+1..5 views</p>",
         )
 
     def _show_message_box(self, title, html):

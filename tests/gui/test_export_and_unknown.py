@@ -32,7 +32,8 @@ def test_export_action_writes_a_checked_export(qtbot, window, tmp_path, error_di
     window._ask_export_format = lambda: "tflite"
     window._ask_export_path = lambda format: str(out)
     assert window.export_model_action.isEnabled()
-    assert window.export_model_action in window.menuBar().actions()[1].menu().actions()
+    menus = {action.text(): action.menu() for action in window.menuBar().actions()}
+    assert window.export_model_action in menus["&Model"].actions()
     with qtbot.waitSignal(window.model_exported, timeout=120000) as exported:
         window.export_model_action.trigger()
     info = exported.args[0]
