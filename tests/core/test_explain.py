@@ -97,7 +97,7 @@ def test_overlay_is_uint8_rgb_at_the_image_size():
     assert np.array_equal(overlay(image, heat, alpha=0.0), image)
 
 
-@pytest.mark.parametrize("preset", ["small_cnn", "mobilenet_v2"])
+@pytest.mark.parametrize("preset", ["fast_cnn", "small_cnn", "mobilenet_v2"])
 def test_grad_cam_runs_on_scratch_and_transfer_models(preset):
     from imgcls_desktop.core.model_io import LoadedModel
     from imgcls_desktop.core.models import build_model
