@@ -51,7 +51,7 @@ CHILD = textwrap.dedent("""
         real_replace = os.replace
 
         def paused_replace(source, destination):
-            print("RENAMING", flush=True)
+            sys.stdout.write("RENAMING\\n"); sys.stdout.flush()
             sys.stdin.readline()  # the parent kills us here
             real_replace(source, destination)
 
@@ -65,13 +65,19 @@ CHILD = textwrap.dedent("""
     else:
         models = [RecordedModel(blob) for blob in blobs]
 
+    def say(line):
+        # One write per line: with PYTHONUNBUFFERED set, print() writes its pieces one
+        # syscall each, and a kill between them left "SAVED" without its number.
+        sys.stdout.write(line + "\\n")
+        sys.stdout.flush()
+
     generation = int(sys.argv[5])
     while True:
         names = ["a", "b"] if generation % 2 == 0 else ["a", "b", "c"]
-        print("SAVING", generation, flush=True)
+        say(f"SAVING {generation}")
         model_io.save_model(models[generation % 2], target,
                             {"generation": generation, "class_names": names})
-        print("SAVED", generation, flush=True)
+        say(f"SAVED {generation}")
         generation += 1
 """)
 
@@ -114,7 +120,9 @@ def _kill_at_random_moments(script, target, payloads, mode, rounds, seed, max_de
             pass
         child.send_signal(signal.SIGKILL)
         child.wait(30)
-        saved = [int(line.split()[1]) for line in child.stdout.read().splitlines() if line.startswith("SAVED")]
+        # Only whole lines count: the kill may cut the last one short.
+        saved = [int(line.split()[1]) for line in child.stdout.read().splitlines(keepends=True)
+                 if line.startswith("SAVED ") and line.endswith("\n")]
         if saved:
             last_saved = saved[-1]
         generation = _check_target(target, last_saved)
