@@ -177,7 +177,7 @@ def main(argv=None):
             rows.append(_run_child(spec))
             print(json.dumps(rows[-1]), flush=True)
     ceilings.append(matmul_gflops())
-    ceiling = statistics.median(ceilings)
+    ceiling = max(ceilings)  # the stricter yardstick of the two
     latency = inference_latency.measure(
         presets=[(name, 32) for name in ("fast_cnn", "small_cnn", "tutorial_cnn")] + [("mobilenet_v2", 224)],
         repeats=10 if args.quick else 50, folder_images=64 if args.quick else 256)
@@ -198,7 +198,7 @@ def main(argv=None):
         + (" (2% of them held out for validation by our presets)" if args.presets else "")
         + "; test images: 10,000",
         f"- fp32 matmul (2048x2048) measured at the start and end of this run: "
-        f"{' and '.join(f'{c:.1f}' for c in ceilings)} GFLOP/s (ceiling used: {ceiling:.1f})",
+        f"{' and '.join(f'{c:.1f}' for c in ceilings)} GFLOP/s (ceiling used: the higher, {ceiling:.1f}; each is the faster of TensorFlow's and NumPy's matmul)",
         f"- Command: `{command}`",
         "- baseline = the seed notebook: tutorial CNN, Adam 1e-3, batch 32, in-memory float arrays, "
         "`model.fit`. Decoding JPEGs is outside every budget. GFLOP/s = 3 x forward FLOPs x images "
