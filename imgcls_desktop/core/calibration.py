@@ -163,11 +163,13 @@ def single_input(model):
     return inputs[0] if len(inputs) == 1 else inputs
 
 
-def compute_logits(model, images, batch_size=64, flip_tta=False):
+def compute_logits(model, images, batch_size=64, tta=None):
     """The logits of raw-pixel ``images`` (uint8 or float, ``(n, h, w, 3)``).
 
-    With ``flip_tta``, the mean of the logits of each image and its mirror image.
+    With ``tta`` (a :mod:`core.tta` mode), the mean logits of each image's views.
     """
+    from .tta import tta_logits
+
     sub_model = logits_model(model)
     if sub_model is None:
         raise ValueError(f"model {model.name!r} has no layer named 'logits' to calibrate")
@@ -179,18 +181,16 @@ def compute_logits(model, images, batch_size=64, flip_tta=False):
     # Traced, not eager: eager MobileNetV2 batches at 224x224 left 6 GB of freed-but-held
     # heap behind them (measured), a traced graph reuses its buffers.
     spec = tf.TensorSpec((None, *images.shape[1:]), tf.float32)
-    call = tf.function(lambda x: sub_model(x, training=False), input_signature=[spec])
+    call = tf.function(lambda x: tta_logits(lambda views: sub_model(views, training=False), x, tta),
+                       input_signature=[spec])
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
-        logits = np.asarray(call(batch))
-        if flip_tta:
-            logits = (logits + np.asarray(call(np.ascontiguousarray(batch[:, :, ::-1])))) / 2
-        outputs.append(logits)
+        outputs.append(np.asarray(call(batch)))
     return np.concatenate(outputs) if outputs else np.zeros((0, model.outputs[0].shape[-1]))
 
 
-def calibrate(model, images_uint8, labels, target_recall=0.95, flip_tta=False):
+def calibrate(model, images_uint8, labels, target_recall=0.95, tta=None):
     """Fit the temperature and the unknown threshold of ``model`` on validation images.
 
     Returns:
@@ -199,7 +199,7 @@ def calibrate(model, images_uint8, labels, target_recall=0.95, flip_tta=False):
         ``num_images`` and ``method``.
     """
     labels = np.asarray(labels, dtype=np.int64)
-    logits = compute_logits(model, images_uint8, flip_tta=flip_tta)
+    logits = compute_logits(model, images_uint8, tta=tta)
     temperature = fit_temperature(logits, labels)
     before = softmax(logits)
     after = softmax(logits, temperature)

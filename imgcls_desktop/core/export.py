@@ -23,7 +23,7 @@ import numpy as np
 from .backend import keras_module, tensorflow_module
 from .calibration import single_input, temperature_of, unknown_threshold_of
 from .errors import ImgclsError
-from .inference import uses_flip_tta
+from .tta import mode_of as tta_mode_of, tta_logits
 
 FORMATS = ("saved_model", "tflite", "onnx")
 ONNX_INSTALL_HINT = "pip install tf2onnx onnxruntime"
@@ -48,13 +48,13 @@ def export_graph(loaded):
     """The Keras model to export: the model itself, or one with its answer rule built in.
 
     The temperature becomes a ``Rescaling(1 / T)`` layer between ``logits`` and a new
-    softmax; a model answering with flip test-time augmentation gets the mean of the
-    logits of the image and its mirror. Plain Keras layers and ops, so the export needs
-    no custom code and gives what the app's Predictor gives.
+    softmax; a model answering with test-time augmentation gets the mean logits of its
+    views (:mod:`core.tta`). Plain Keras layers and ops, so the export needs no custom
+    code and gives what the app's Predictor gives.
     """
     temperature = temperature_of(loaded.metadata)
     model = loaded.model
-    tta = uses_flip_tta(loaded.metadata)
+    tta = tta_mode_of(loaded.metadata)
     if temperature is None and not tta:
         return model, False
     try:
@@ -65,8 +65,7 @@ def export_graph(loaded):
     if tta:
         logits_of = keras.Model(single_input(model), logits_layer.output, name="logits_model")
         image = keras.Input(model.inputs[0].shape[1:], name="image")
-        mirrored = keras.ops.flip(image, axis=2)
-        logits = keras.layers.Average(name="flip_tta")([logits_of(image), logits_of(mirrored)])
+        logits = tta_logits(logits_of, image, tta)
         inputs = image
     else:
         logits, inputs = logits_layer.output, single_input(model)
@@ -181,15 +180,47 @@ def _require_tf2onnx():
         ) from None
 
 
+def _register_erfc_for_onnx():
+    """Teach tf2onnx TensorFlow's ``Erfc``, which the exact GELU (fast_cnn) is made of.
+
+    ONNX has ``Erf`` but no ``Erfc``: tf2onnx 1.17 writes the node unconverted and
+    onnxruntime then refuses the whole file. ``erfc(x) = 1 - erf(x)`` exactly.
+    """
+    from tf2onnx import utils
+    from tf2onnx.handler import tf_op
+
+    @tf_op("Erfc")
+    class Erfc:
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):
+            node.type = "Erf"
+            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+            one = ctx.make_const(utils.make_name("erfc_one"), np.array(1, dtype=dtype))
+            ctx.insert_new_node_on_output("Sub", node.output[0], inputs=[one.output[0], node.output[0]])
+
+    return Erfc
+
+
 def _export_onnx(model, out_path, image_size):
     import tf2onnx
 
+    _register_erfc_for_onnx()
+
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
     tf = tensorflow_module()
     height, width = image_size
-    spec = (tf.TensorSpec((None, height, width, 3), tf.float32, name="image"),)
-    function = tf.function(lambda x: model(x, training=False), input_signature=spec)
-    tf2onnx.convert.from_function(function, input_signature=spec, opset=13,
-                                  output_path=str(out_path))
+    spec = tf.TensorSpec((None, height, width, 3), tf.float32, name="image")
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    # Frozen first: tensors the graph captures (EfficientNet's normalisation constants, not
+    # variables) would otherwise become extra, unfed inputs of the ONNX graph.
+    frozen = convert_variables_to_constants_v2(concrete)
+    inputs = [tensor.name for tensor in frozen.inputs if tensor.dtype != tf.resource]
+    outputs = [tensor.name for tensor in frozen.outputs]
+    temp = out_path.with_name(f".{out_path.name}.tmp")
+    tf2onnx.convert.from_graph_def(frozen.graph.as_graph_def(), input_names=inputs, output_names=outputs,
+                                   opset=13, output_path=str(temp))
+    temp.replace(out_path)
 
 
 # -- verification -----------------------------------------------------------------------

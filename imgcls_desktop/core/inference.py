@@ -12,14 +12,10 @@ from .backend import tensorflow_module
 from .dataset import collect_image_files
 from .errors import ImageError
 from .images import load_image
+from .tta import mode_of as tta_mode_of, tta_logits
 
 
 UNKNOWN_TEXT = "none of my classes"
-
-
-def uses_flip_tta(metadata):
-    """Whether a model answers with the mean of its logits on the image and its mirror."""
-    return (metadata or {}).get("test_time_augmentation") == "flip"
 
 
 @dataclass
@@ -103,7 +99,7 @@ class Predictor:
                 both = keras_module().Model(single_input(model), [logits, model.outputs[0]])
             except (ValueError, AttributeError):
                 both = None
-        self.tta = uses_flip_tta(loaded.metadata)
+        self.tta = tta_mode_of(loaded.metadata)
         if both is None:
             # Nothing to scale: the model's probabilities as they are, and no threshold,
             # which was tuned on calibrated probabilities.
@@ -111,18 +107,17 @@ class Predictor:
             self.unknown_threshold = None
 
             def call(x):
-                probabilities = model(x, training=False)
                 if self.tta:
-                    probabilities = (probabilities + model(tf.reverse(x, axis=[2]), training=False)) / 2
-                return probabilities
+                    # The mean of the views' probabilities: there are no logits to average.
+                    return tta_logits(lambda views: model(views, training=False), x, self.tta)
+                return model(x, training=False)
         else:
             def call(x):
-                logits, probabilities = both(x, training=False)
                 if self.tta:
-                    # The mirror image's logits averaged in: what the model was calibrated on.
-                    logits = (logits + both(tf.reverse(x, axis=[2]), training=False)[0]) / 2
-                    probabilities = tf.nn.softmax(logits)
-                return logits, probabilities
+                    # The views' mean logits: what the model was calibrated on.
+                    logits = tta_logits(lambda views: both(views, training=False)[0], x, self.tta)
+                    return logits, tf.nn.softmax(logits)
+                return both(x, training=False)
         self._call = tf.function(call, input_signature=[spec])
         self._warm = False
 

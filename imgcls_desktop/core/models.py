@@ -46,10 +46,22 @@ class Preset:
     momentum: float = 0.9  # SGD only
     weight_decay: float = 5e-4  # SGD only; Keras' decoupled form (times the learning rate)
     label_smoothing: float = 0.0
-    flip_tta: bool = False  # answer with the mean logits of the image and its mirror
+    tta: str | None = None  # test-time augmentation, a mode of core.tta ("flip", "flip_translate")
     jit_compile: bool = False
     augmentation: Augmentation = field(default_factory=Augmentation)
     backbone: str | None = None  # keras.applications class name for transfer presets
+    # The learning rate over training, as fractions of the peak: (start, where the peak
+    # is as a fraction of training, end); linear in between.
+    schedule: tuple = (0.1, 0.15, 0.0)
+    # Flip every training image on odd epochs and none on even ones (half of them start
+    # mirrored), instead of a coin toss per image and epoch (airbench's "alternating flip").
+    alternating_flip: bool = False
+    # Average the weights as training goes (airbench's lookahead EMA; core.averaging).
+    lookahead: bool = False
+    bias_lr_scale: float = 1.0  # SGD only: BatchNorm biases learn this many times faster
+    architecture: str | None = None  # the builder in build_model; None: the preset's name
+    widths: tuple = ()  # fast_cnn: channels of its three conv groups; () for the default
+    activation: str = "gelu"  # fast_cnn's activation
 
 
 PRESETS = {
@@ -69,7 +81,7 @@ PRESETS = {
             momentum=0.85,
             weight_decay=5e-5,
             label_smoothing=0.2,
-            flip_tta=True,
+            tta="flip",
             augmentation=Augmentation(flip=True, translation=2 / 32),
         ),
         Preset(
@@ -129,6 +141,9 @@ DEFAULT_PRESET = "fast_cnn"
 
 
 def get_preset(name):
+    """The preset called ``name``; a :class:`Preset` itself is returned as it is (benchmarks)."""
+    if isinstance(name, Preset):
+        return name
     try:
         return PRESETS[name]
     except KeyError:
@@ -317,14 +332,15 @@ def build_transfer(num_classes, image_size, backbone_name, weights="imagenet"):
 
 def build_model(preset, num_classes, image_size=None, weights="imagenet"):
     """Build the model of a preset (a name or a :class:`Preset`)."""
-    if isinstance(preset, str):
-        preset = get_preset(preset)
+    preset = get_preset(preset)
     image_size = image_size or preset.image_size
-    if preset.name == "fast_cnn":
-        return build_fast_cnn(num_classes, image_size)
-    if preset.name == "small_cnn":
+    architecture = preset.architecture or preset.name
+    if architecture == "fast_cnn":
+        return build_fast_cnn(num_classes, image_size, activation=preset.activation,
+                              **({"widths": preset.widths} if preset.widths else {}))
+    if architecture == "small_cnn":
         return build_small_cnn(num_classes, image_size)
-    if preset.name == "tutorial_cnn":
+    if architecture == "tutorial_cnn":
         return build_tutorial_cnn(num_classes, image_size)
     return build_transfer(num_classes, image_size, preset.backbone, weights=weights)
 

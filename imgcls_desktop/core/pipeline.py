@@ -93,70 +93,152 @@ def clear_cache():
 
 
 def build_augmenter(augmentation, seed):
-    """A Keras model of random layers applied to float batches, or None if it would do nothing."""
-    keras = keras_module()
+    """An :class:`Augmenter` for ``augmentation``, or None if it would do nothing."""
     if augmentation.is_identity:
         return None
-    layers = []
-    if augmentation.flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if augmentation.rotation:
-        layers.append(keras.layers.RandomRotation(augmentation.rotation, fill_mode="reflect", seed=seed))
-    if augmentation.zoom:
-        layers.append(keras.layers.RandomZoom(augmentation.zoom, fill_mode="reflect", seed=seed))
-    if augmentation.translation:
-        t = augmentation.translation
-        layers.append(keras.layers.RandomTranslation(t, t, fill_mode="reflect", seed=seed))
-    if augmentation.contrast:
-        layers.append(keras.layers.RandomContrast(augmentation.contrast, seed=seed))
-    return keras.Sequential(layers, name="augmentation")
+    return Augmenter(augmentation, seed)
 
 
-def make_dataset(images, labels, num_classes, batch_size, *, shuffle, augmenter=None, seed=0):
-    """A tf.data pipeline of ``(float32 pixels 0-255, one-hot labels)`` batches."""
+class Augmenter:
+    """Random changes to float pixel batches, in TensorFlow ops that run inside tf.data.
+
+    Flips and translations are exact pixel moves: translation shifts each image by a
+    whole number of pixels (up to ``translation`` x its size) with reflected borders, as
+    the CIFAR-10 speed-run recipes do; a bilinear sub-pixel shift would also blur every
+    image it moves and costs more. Rotation, zoom and contrast use the Keras layers.
+    Randomness is stateless, drawn from ``seed`` and a per-batch ``salt``, so a seeded run
+    sees the same augmented batches.
+    """
+
+    def __init__(self, augmentation, seed):
+        keras = keras_module()
+        self.flip = augmentation.flip
+        self.translation = augmentation.translation
+        self.seed = int(seed)
+        layers = []
+        if augmentation.rotation:
+            layers.append(keras.layers.RandomRotation(augmentation.rotation, fill_mode="reflect", seed=seed))
+        if augmentation.zoom:
+            layers.append(keras.layers.RandomZoom(augmentation.zoom, fill_mode="reflect", seed=seed))
+        if augmentation.contrast:
+            layers.append(keras.layers.RandomContrast(augmentation.contrast, seed=seed))
+        self.layers = keras.Sequential(layers, name="augmentation") if layers else None
+
+    def __call__(self, x, salt=0, flip_mask=None):
+        """Augment a float32 batch ``(b, h, w, 3)``.
+
+        Args:
+            salt: an int64 scalar that differs between batches (the pipeline passes the
+                epoch and the batch's first image index).
+            flip_mask: bool ``(b,)``: which images to mirror, decided by the caller
+                (alternating flip); None tosses a coin per image when flips are on.
+        """
+        tf = tensorflow_module()
+        salt = tf.cast(salt, tf.int64)
+        if flip_mask is None and self.flip:
+            flip_mask = tf.random.stateless_uniform(tf.shape(x)[:1], [self.seed, salt]) < 0.5
+        if flip_mask is not None:
+            x = tf.where(flip_mask[:, None, None, None], tf.reverse(x, axis=[2]), x)
+        if self.translation:
+            x = random_shift(x, self.translation, [self.seed + 1, salt])
+        if self.layers is not None:
+            x = tf.clip_by_value(self.layers(x, training=True), 0.0, 255.0)
+        return x
+
+
+def random_shift(x, translation, seed):
+    """Move each image of a batch by whole pixels, at most ``translation`` x its size.
+
+    The batch is padded by reflection once, then every image is cut out at its own
+    offset with two gathers (rows, then columns): no interpolation, so no blur.
+    """
+    tf = tensorflow_module()
+    height, width = x.shape[1], x.shape[2]
+    pad = max(1, min(int(round(translation * max(height, width))), min(height, width) - 1))
+    padded = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    offsets = tf.random.stateless_uniform(tf.concat([tf.shape(x)[:1], [2]], 0), seed,
+                                          minval=0, maxval=2 * pad + 1, dtype=tf.int32)
+    rows = offsets[:, :1] + tf.range(height)[None, :]
+    cols = offsets[:, 1:] + tf.range(width)[None, :]
+    x = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(x, cols, axis=2, batch_dims=1)
+
+
+def make_dataset(images, labels, num_classes, batch_size, *, shuffle, augmenter=None, seed=0,
+                 alternating_flip=False, epochs=100_000):
+    """A tf.data pipeline of ``(float32 pixels 0-255, one-hot labels)`` batches.
+
+    Without ``shuffle``: the images in order, once (validation, evaluation). With it: an
+    epoch after epoch stream (``epochs`` of them; pass ``steps_per_epoch`` to ``fit``)
+    of batches drawn by a fresh seeded permutation each epoch, gathered by index so the
+    pixels are never copied into a shuffle buffer. With ``alternating_flip`` a fixed random
+    half of the images is mirrored on even epochs and the other half on odd ones, so every
+    image is seen both ways every two epochs.
+    """
     tf = tensorflow_module()
     if len(images) == 0:
         raise TrainingError("No images left to train on after decoding.")
-    if isinstance(images, np.ndarray):
-        dataset = tf.data.Dataset.from_tensor_slices((images, labels))
-        if shuffle:
-            dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.batch(batch_size)
-    else:
-        dataset = _disk_batches(tf, images, labels, batch_size, shuffle, seed)
+    labels = np.asarray(labels, dtype=np.int32)
+    count = len(images)
 
     def to_float(x, y):
         return tf.cast(x, tf.float32), tf.one_hot(y, num_classes)
 
-    dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
-    if augmenter is not None:
-        dataset = dataset.map(
-            lambda x, y: (tf.clip_by_value(augmenter(x, training=True), 0.0, 255.0), y),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    if not shuffle:
+        if isinstance(images, np.ndarray):
+            dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+        else:
+            dataset = _disk_batches(tf, images, labels, tf.data.Dataset.range(count).batch(batch_size))
+        return dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(lambda index: (index, epoch))
+
+    indexed = tf.data.Dataset.range(epochs).flat_map(epoch_batches)
+    if isinstance(images, np.ndarray):
+        pixels, label_tensor = tf.constant(images), tf.constant(labels)
+        dataset = indexed.map(lambda index, epoch: (tf.gather(pixels, index), tf.gather(label_tensor, index),
+                                                     index, epoch))
+    else:
+        dataset = _disk_batches(tf, images, labels, indexed, keep_index=True)
+    base_flip = None
+    if alternating_flip and augmenter is not None and augmenter.flip:
+        base_flip = tf.constant(np.random.default_rng(seed).random(count) < 0.5)
+
+    def finish(x, y, index, epoch):
+        x, y = to_float(x, y)
+        if augmenter is None:
+            return x, y
+        flip_mask = None
+        if base_flip is not None:
+            flip_mask = tf.not_equal(tf.gather(base_flip, index), tf.equal(epoch % 2, 1))
+        return augmenter(x, salt=epoch * (count + 1) + index[0], flip_mask=flip_mask), y
+
+    return dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _disk_batches(tf, images, labels, batch_size, shuffle, seed):
-    """Batches gathered from a :class:`image_cache.DiskImages` by shuffled index."""
-    labels = np.asarray(labels, dtype=np.int32)
-    dataset = tf.data.Dataset.range(len(images))
-    if shuffle:
-        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+def _disk_batches(tf, images, labels, index_batches, keep_index=False):
+    """Batches gathered from a :class:`image_cache.DiskImages` by index.
+
+    ``index_batches`` yields int64 index vectors, or ``(indices, epoch)`` pairs when
+    ``keep_index``, in which case the indices and the epoch travel on with the pixels.
+    """
     shape = images.shape[1:]
 
     def gather(indices):
-        indices = np.sort(indices)  # sequential reads where the shuffle allows
-        return images.take(indices), labels[indices]
+        order = np.argsort(indices, kind="stable")  # sequential reads where the shuffle allows
+        return images.take(indices[order]), labels[indices[order]], indices[order]
 
-    def load(indices):
-        x, y = tf.numpy_function(gather, [indices], (tf.uint8, tf.int32), stateful=False)
+    def load(indices, *epoch):
+        x, y, index = tf.numpy_function(gather, [indices], (tf.uint8, tf.int32, tf.int64), stateful=False)
         x.set_shape((None, *shape))
         y.set_shape((None,))
-        return x, y
+        index.set_shape((None,))
+        return (x, y, index, *epoch) if keep_index else (x, y)
 
-    return dataset.map(load, num_parallel_calls=2)
+    return index_batches.map(load, num_parallel_calls=2)
 
 
 def augmentation_preview(images, augmentation, count=8, seed=0):
@@ -165,5 +247,5 @@ def augmentation_preview(images, augmentation, count=8, seed=0):
     batch = np.asarray(images[:count], dtype=np.float32)
     if augmenter is None or len(batch) == 0:
         return batch.astype(np.uint8)
-    out = np.asarray(augmenter(batch, training=True))
+    out = np.asarray(augmenter(batch))
     return np.clip(out, 0, 255).astype(np.uint8)

@@ -81,8 +81,10 @@ def test_time_budget_stops_near_the_budget(shapes_dataset):
     result = train(shapes_dataset, TrainingConfig(preset="tutorial_cnn", time_budget=4, seed=2))
     assert result.stop_reason == "time budget reached"
     assert result.epochs_run >= 1
-    # The learning rate schedule is fitted to the budget: it ends near zero.
-    assert result.history["learning_rate"][-1] < 0.2 * max(result.history["learning_rate"])
+    # The learning rate schedule is fitted to the budget: it ends near zero (however few
+    # epochs a busy machine fitted into the 4 seconds).
+    peak = result.metadata["training"]["config"]["learning_rate"]
+    assert result.history["learning_rate"][-1] < 0.2 * peak
 
 
 def test_refuses_a_single_class(tmp_path):
