@@ -101,15 +101,19 @@ run_step train "$scratch/train.out" "$app/imgcls" train "$sample" --epochs 1 --o
 echo "== smoke: imgcls predict"
 run_step predict "$scratch/predict.out" "$app/imgcls" predict "$scratch/x.keras" \
     "$sample/test/airplane/0000.jpg" "$sample/test/frog/0000.jpg" "$sample/test/ship" --json
+echo "== smoke: imgcls export --format onnx (converted and checked in onnxruntime, inside the bundle)"
+run_step export "$scratch/export.out" "$app/imgcls" export "$scratch/x.keras" --format onnx \
+    --out "$scratch/x.onnx" --json
 written=$(find "$app" -newer "$scratch/started" -print | head -n 20)
 
 cd "$root"
 "$python" - "$scratch" "$report" "$build_seconds" "$size_bytes" "$size_human" "$written" \
     "$status_self_test" "$seconds_self_test" "$status_train" "$seconds_train" \
-    "$status_predict" "$seconds_predict" "$status_windowed" "$seconds_windowed" <<'EOF'
+    "$status_predict" "$seconds_predict" "$status_windowed" "$seconds_windowed" \
+    "$status_export" "$seconds_export" <<'EOF'
 import json, sys
 (scratch, report, build_s, size_b, size_h, written,
- st_status, st_s, tr_status, tr_s, pr_status, pr_s, wi_status, wi_s) = sys.argv[1:]
+ st_status, st_s, tr_status, tr_s, pr_status, pr_s, wi_status, wi_s, ex_status, ex_s) = sys.argv[1:]
 
 def document(name):
     text = open(f"{scratch}/{name}.out", encoding="utf-8").read()
@@ -119,6 +123,7 @@ def document(name):
         return None
 
 self_test, train, predict = document("self_test"), document("train"), document("predict")
+exported = document("export") or {}
 results = (predict or {}).get("results", [])
 try:
     log_text = open(f"{scratch}/userdata-windowed/logs/imgcls.log", encoding="utf-8").read()
@@ -131,6 +136,8 @@ checks = {
     "train prints JSON": train is not None,
     "predict exits 0": pr_status == "0",
     "predict labels every image": bool(results) and all(r.get("label") for r in results),
+    "export to onnx exits 0 and agrees with the model": ex_status == "0"
+        and (exported.get("verification") or {}).get("ok") is True,
     "windowed self_test (no stdout/stderr) exits 0": wi_status == "0",
     'windowed self_test logs "ok": true': '"ok": true' in log_text,
     "nothing written inside the bundle": not written,
@@ -141,7 +148,7 @@ summary = {
     "build_seconds": None if build_s == "null" else float(build_s),
     "bundle_bytes": int(size_b), "bundle_size": size_h,
     "smoke_seconds": {"self_test": float(st_s), "windowed_self_test": float(wi_s),
-                      "train": float(tr_s), "predict": float(pr_s)},
+                      "train": float(tr_s), "predict": float(pr_s), "export_onnx": float(ex_s)},
     "self_test": self_test, "predicted_images": len(results),
     "written_inside_bundle": written.splitlines(),
 }

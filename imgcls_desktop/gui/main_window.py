@@ -47,7 +47,7 @@ def _export(loaded, path, format):
 EXPORT_FORMATS = {  # format -> (what the chooser shows, file filter or None for a folder)
     "saved_model": ("TensorFlow SavedModel (folder)", None),
     "tflite": ("TensorFlow Lite (.tflite)", "TensorFlow Lite (*.tflite)"),
-    "onnx": ("ONNX (.onnx, needs tf2onnx)", "ONNX (*.onnx)"),
+    "onnx": ("ONNX (.onnx)", "ONNX (*.onnx)"),
 }
 
 

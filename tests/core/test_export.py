@@ -26,7 +26,8 @@ def test_images(shapes_split_dataset):
                      for p in sorted((shapes_split_dataset / "test").glob("*/*.png"))]).astype(np.float32)
 
 
-@pytest.mark.parametrize("format, name", [("saved_model", "shapes_saved_model"), ("tflite", "shapes.tflite")])
+@pytest.mark.parametrize("format, name", [("saved_model", "shapes_saved_model"), ("tflite", "shapes.tflite"),
+                                          ("onnx", "shapes.onnx")])
 def test_export_loads_in_its_runtime_and_agrees_with_keras(loaded, test_images, tmp_path, format, name):
     out = tmp_path / name
     info = export_model(loaded, out, format)
@@ -64,6 +65,37 @@ def test_onnx_without_tf2onnx_says_what_to_install(loaded, tmp_path, monkeypatch
         export_model(loaded, tmp_path / "m.onnx", "onnx")
     assert not (tmp_path / "m.onnx").exists()
     assert ONNX_INSTALL_HINT == "pip install tf2onnx onnxruntime"
+
+
+def test_onnx_runs_with_onnxruntime_alone(loaded, test_images, tmp_path):
+    """The README's lines for an ONNX file: onnxruntime, the labels file, no code from this app."""
+    import onnxruntime
+
+    out = tmp_path / "pets.onnx"
+    export_model(loaded, out, "onnx")
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    probabilities = session.run(None, {session.get_inputs()[0].name: test_images})[0]
+    labels = (tmp_path / "pets.labels.txt").read_text().split("\n")
+    assert probabilities.shape == (24, 3) and np.allclose(probabilities.sum(1), 1.0, atol=1e-5)
+    truth = [loaded.class_names[i] for i in np.repeat(np.arange(3), 8)]
+    named = [labels[i] for i in probabilities.argmax(1)]
+    assert np.mean([a == b for a, b in zip(named, truth)]) > 0.8
+
+
+@pytest.mark.parametrize("preset", ["mobilenet_v2", "efficientnet_b0"])
+def test_transfer_backbones_export_to_onnx(preset, tmp_path):
+    """Depthwise convolutions, ReLU6, swish and squeeze-excite all survive the conversion."""
+    from imgcls_desktop.core.export import random_sample_images
+    from imgcls_desktop.core.model_io import LoadedModel
+    from imgcls_desktop.core.models import build_model
+
+    model = build_model(preset, 3, 32, weights=None)
+    loaded = LoadedModel(model=model, path=None, class_names=["a", "b", "c"], image_size=(32, 32),
+                         metadata={"calibration": {"temperature": 1.5, "unknown_threshold": 0.4}})
+    out = tmp_path / f"{preset}.onnx"
+    export_model(loaded, out, "onnx")
+    check = verify_export(loaded, out, "onnx", random_sample_images((32, 32), count=6))
+    assert check["verified"] and check["ok"], check
 
 
 def test_unknown_format_and_occupied_folder_are_refused(loaded, tmp_path):

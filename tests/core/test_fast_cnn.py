@@ -76,12 +76,14 @@ def test_predictor_answers_with_the_mean_logits_of_image_and_mirror(fast_trained
     assert np.abs(single - expected).max() > 1e-4  # the mirror really changes the answer
 
 
-def test_export_carries_the_flip_averaging(fast_trained, shapes_split_dataset, tmp_path):
+@pytest.mark.parametrize("format, name", [("saved_model", "fast_saved_model"), ("tflite", "fast.tflite"),
+                                          ("onnx", "fast.onnx")])
+def test_export_carries_the_test_time_augmentation(fast_trained, shapes_split_dataset, tmp_path, format, name):
     from imgcls_desktop.core.export import export_model, verify_export
 
     _result, loaded = fast_trained
     images, _labels = _test_images(shapes_split_dataset)
-    out = tmp_path / "fast_saved_model"
-    export_model(loaded, out, "saved_model")
-    check = verify_export(loaded, out, "saved_model", images)
+    out = tmp_path / name
+    export_model(loaded, out, format)
+    check = verify_export(loaded, out, format, images)
     assert check["ok"] and check["top1_agreement"] == 1.0 and check["max_abs_difference"] < 1e-4
