@@ -47,8 +47,6 @@ def _limited(items, per_class):
 
 def _baseline(scan, budget, train_limit, seed):
     """The notebook way, with a callback that ends ``fit`` when the budget is spent."""
-    import numpy as np
-
     from imgcls_desktop.core.backend import keras_module
     from imgcls_desktop.core.models import build_tutorial_cnn, forward_flops
     from imgcls_desktop.core.pipeline import decode_items

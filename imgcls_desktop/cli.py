@@ -60,6 +60,10 @@ def build_parser():
     p.add_argument("--class-weights", choices=["balanced"],
                    help="weigh each class by its inverse frequency (for imbalanced datasets; "
                         "'imgcls doctor' says when it is suggested)")
+    p.add_argument("--fine-tune-epochs", type=int, default=0, metavar="N",
+                   help="transfer presets: after the head, also train the top third of the backbone "
+                        "for N epochs at a hundredth of the learning rate (with --time-budget: the "
+                        "head gets a fifth of the time, fine-tuning the rest)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     cli_history.add_train_options(p)  # --no-history
 
@@ -208,8 +212,10 @@ def cmd_train(args):
         batch_size=args.batch_size, learning_rate=args.learning_rate, image_size=args.image_size,
         validation_split=args.validation_split, seed=args.seed, augmentation=augmentation,
         early_stopping_patience=args.patience or None, weights=args.weights or "imagenet",
-        class_weights=args.class_weights,
+        class_weights=args.class_weights, fine_tune_epochs=args.fine_tune_epochs,
     )
+    if args.fine_tune_epochs and preset.kind != "transfer":
+        raise _UsageError(f"--fine-tune-epochs is for transfer presets; {args.preset} trains every layer already")
     scan = scan_dataset(args.dataset)
     for problem in scan.problems:
         print(f"imgcls: skipping {problem.path}: {problem.reason}", file=sys.stderr)
@@ -223,7 +229,8 @@ def cmd_train(args):
         elif event.kind == "batch":
             epochs = f"/{event.epochs}" if event.epochs else ""
             metrics = " ".join(f"{k}={v:.3f}" for k, v in event.metrics.items() if k in ("loss", "accuracy"))
-            bar.show(event.fraction_done, f"epoch {event.epoch}{epochs} step {event.step}/{event.steps} "
+            phase = f"{event.message}: " if event.message else ""
+            bar.show(event.fraction_done, f"{phase}epoch {event.epoch}{epochs} step {event.step}/{event.steps} "
                      f"{metrics} {event.images_per_second:.0f} img/s, {_duration(event.seconds_left)} left")
         elif event.kind == "epoch":
             bar.show(event.fraction_done, "", force=True)

@@ -37,6 +37,11 @@ class TrainingConfig:
     # Transfer presets: run the frozen backbone once per image and train the head on the
     # stored features (rotation and zoom are then not applied; flips are, as stored copies).
     cache_features: bool = True
+    # Transfer presets: after the head, unfreeze the top of the backbone and train it with
+    # the head for this many epochs at a hundredth of the learning rate, on the images
+    # with full augmentation (slow: each epoch runs the backbone). Under a time budget
+    # the head gets a fifth of it and fine-tuning the rest; any value > 0 turns it on.
+    fine_tune_epochs: int = 0
 
     def resolved(self):
         """A copy with every preset default filled in."""
@@ -124,7 +129,8 @@ class _Run:
     """State of one fit: the schedule, the stop rules, the best weights, the events."""
 
     def __init__(self, model, config, steps_per_epoch, batch_size, on_progress, stop_event,
-                 has_validation, schedule=(0.1, 0.15, 0.0)):
+                 has_validation, schedule=(0.1, 0.15, 0.0), epoch_offset=0, best_value=-math.inf,
+                 phase=""):
         self.model = model
         self.config = config
         self.steps = steps_per_epoch
@@ -135,7 +141,9 @@ class _Run:
         self.start = time.perf_counter()
         self.epoch_start = self.start
         self.epoch = 0
-        self.best_value = -math.inf
+        self.epoch_offset = epoch_offset  # epochs of an earlier phase: numbering goes on
+        self.phase = phase  # shown in progress messages ("fine-tuning")
+        self.best_value = best_value  # only weights better than this are kept
         self.best_epoch = 0
         self.best_weights = None
         self.epochs_without_improvement = 0
@@ -169,7 +177,7 @@ class _Run:
 
     # -- events -----------------------------------------------------------------
     def epoch_began(self, epoch):
-        self.epoch = epoch + 1
+        self.epoch = self.epoch_offset + epoch + 1
         self.epoch_start = time.perf_counter()
         self.set_learning_rate()
 
@@ -208,7 +216,7 @@ class _Run:
         value = logs.get(self.monitor, logs.get("accuracy", -math.inf))
         if self.diverged is None and value > self.best_value:
             self.best_value = value
-            self.best_epoch = epoch + 1
+            self.best_epoch = self.epoch
             # A copy in memory: restoring it is instant and never touches the disk.
             self.best_weights = [w.copy() for w in self.model.get_weights()]
             self.epochs_without_improvement = 0
@@ -236,10 +244,10 @@ class _Run:
             seconds_left = None
         self.on_progress(TrainingProgress(
             kind=kind, epoch=self.epoch,
-            epochs=None if self.config.time_budget else self.config.epochs,
+            epochs=None if self.config.time_budget else self.epoch_offset + self.config.epochs,
             step=step, steps=self.steps, metrics=metrics,
             images_per_second=images_per_second, seconds_elapsed=elapsed,
-            seconds_left=seconds_left, fraction_done=fraction,
+            seconds_left=seconds_left, fraction_done=fraction, message=self.phase,
         ))
 
 
@@ -361,43 +369,18 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
         except Cancelled:
             raise TrainingError("Training was stopped before it started; no model was made.") from None
         augmentation = Augmentation(flip=False)
+    class_weight = _class_weight(config.class_weights, y_train, num_classes)
+    head_config = config
+    if config.time_budget and preset.kind == "transfer" and config.fine_tune_epochs:
+        head_config = replace(config, time_budget=config.time_budget * HEAD_SHARE_OF_BUDGET)
     fitted.compile(
         optimizer=_optimizer(keras, preset, config.learning_rate),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=preset.label_smoothing),
         metrics=["accuracy"],
         jit_compile=preset.jit_compile,
     )
-    batch_size = min(config.batch_size, len(train_x))
-    augmenter = build_augmenter(augmentation, config.seed)
-    # Under a time budget the epoch count is open: the run stops itself when time is up.
-    epochs = 100_000 if config.time_budget else config.epochs
-    train_data = make_dataset(train_x, train_y, num_classes, batch_size, shuffle=True,
-                              augmenter=augmenter, seed=config.seed, epochs=epochs,
-                              alternating_flip=preset.alternating_flip)
-    val_data = (make_dataset(val_x, y_val, num_classes, batch_size, shuffle=False)
-                if len(x_val) else None)
-    steps = math.ceil(len(train_x) / batch_size)
-    class_weight = _class_weight(config.class_weights, y_train, num_classes)
-    run = _Run(fitted, config, steps, batch_size, on_progress, stop_event,
-               has_validation=val_data is not None, schedule=preset.schedule)
-    forwarder = _make_callbacks(keras)(run)
-    callbacks = [forwarder, _ValidationTimer(keras, run)]
-    if preset.lookahead:
-        from .averaging import lookahead_callback
-
-        # First, so the averaged weights are in place before the run judges the epoch.
-        callbacks.insert(0, lookahead_callback(fitted, run.fraction_done))
-    fitted.fit(train_data, validation_data=val_data, epochs=epochs, steps_per_epoch=steps,
-               callbacks=callbacks, verbose=0, class_weight=class_weight,
-               shuffle=False)  # the tf.data pipeline shuffles
-    run.fit_seconds = time.perf_counter() - run.start
-
-    if run.diverged is not None:
-        epoch, step = run.diverged
-        raise TrainingError(
-            f"Training diverged: the loss became NaN at epoch {epoch}, step {step}. "
-            f"Lower the learning rate (it was {config.learning_rate:g}) and train again."
-        )
+    run = _fit_phase(keras, fitted, train_x, train_y, val_x, y_val, num_classes, head_config, preset,
+                     augmentation, class_weight, on_progress, stop_event)
     if run.best_weights is None:
         raise TrainingError("Training was stopped before the first epoch ended; no model was made.")
     fitted.set_weights(run.best_weights)
@@ -405,8 +388,16 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
         # The saved file then names only stock Keras classes (see _scaled_bias_sgd).
         fitted.compile(optimizer=keras.optimizers.SGD(), loss="categorical_crossentropy",
                        metrics=["accuracy"])
+    history = run.history
+    if (preset.kind == "transfer" and config.fine_tune_epochs and not run.stopped_by_user
+            and not _stop_requested(stop_event)):
+        time_left = config.time_budget - run.fit_seconds if config.time_budget else None
+        run = _fine_tune(keras, model, x_train, y_train, x_val, y_val, num_classes, config, preset,
+                         class_weight, run, time_left, on_progress, stop_event)
+        history = {key: history.get(key, []) + run.history.get(key, [])
+                   for key in dict.fromkeys([*history, *run.history])}
     seconds = time.perf_counter() - start
-    best_val = run.best_value if val_data is not None else None
+    best_val = run.best_value if len(x_val) else None
     metadata = {
         "format": "imgcls-desktop/1",
         "app_version": __version__,
@@ -421,9 +412,9 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
             "best_val_accuracy": best_val,
             "seconds": round(seconds, 2),
             "stop_reason": run.stop_reason,
-            "history": run.history,
+            "history": history,
             "num_train_images": int(len(x_train)),
-            "images_seen": int(run.total_steps_done * batch_size),
+            "images_seen": int(run.total_steps_done * run.batch_size),
             "fit_seconds": round(run.fit_seconds, 2),
             "num_val_images": int(len(x_val)),
             "forward_mflops": round(forward_flops(model) / 1e6, 2),
@@ -442,12 +433,102 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
     if preset.tta:
         metadata["test_time_augmentation"] = preset.tta
     metadata["calibration"] = _calibration(model, x_val, y_val, num_classes, preset.tta)
+    if config.fine_tune_epochs and preset.kind == "transfer":
+        metadata["training"]["fine_tuned_layers"] = run.fine_tuned_layers if run.phase else 0
     return TrainingResult(
-        model=model, class_names=list(scan.class_names), history=run.history,
+        model=model, class_names=list(scan.class_names), history=history,
         epochs_run=run.epoch, best_epoch=run.best_epoch, best_val_accuracy=best_val,
         seconds=seconds, stopped_by_user=run.stopped_by_user, stop_reason=run.stop_reason,
         metadata=metadata, skipped_files=skipped,
     )
+
+
+HEAD_SHARE_OF_BUDGET = 0.2  # of a time budget, when fine-tuning takes the rest
+FINE_TUNE_FRACTION = 0.35  # of the backbone's layers, from the top, that fine-tuning trains
+FINE_TUNE_LR_FACTOR = 0.01  # fine-tuning's learning rate, as a share of the preset's
+
+
+def _stop_requested(stop_event):
+    return stop_event is not None and stop_event.is_set()
+
+
+def _fit_phase(keras, fitted, train_x, train_y, val_x, y_val, num_classes, config, preset,
+               augmentation, class_weight, on_progress, stop_event, epoch_offset=0,
+               best_value=-math.inf, phase=""):
+    """One ``fit`` of a compiled model under our schedule, stop rules and callbacks.
+
+    Returns the :class:`_Run`, whose ``best_weights`` are None when no epoch beat
+    ``best_value``. Raises TrainingError when the loss diverged.
+    """
+    batch_size = min(config.batch_size, len(train_x))
+    augmenter = build_augmenter(augmentation, config.seed)
+    # Under a time budget the epoch count is open: the run stops itself when time is up.
+    epochs = 100_000 if config.time_budget else config.epochs
+    train_data = make_dataset(train_x, train_y, num_classes, batch_size, shuffle=True,
+                              augmenter=augmenter, seed=config.seed + epoch_offset, epochs=epochs,
+                              alternating_flip=preset.alternating_flip)
+    val_data = (make_dataset(val_x, y_val, num_classes, batch_size, shuffle=False)
+                if len(val_x) else None)
+    steps = math.ceil(len(train_x) / batch_size)
+    run = _Run(fitted, config, steps, batch_size, on_progress, stop_event,
+               has_validation=val_data is not None, schedule=preset.schedule,
+               epoch_offset=epoch_offset, best_value=best_value, phase=phase)
+    callbacks = [_make_callbacks(keras)(run), _ValidationTimer(keras, run)]
+    if preset.lookahead:
+        from .averaging import lookahead_callback
+
+        # First, so the averaged weights are in place before the run judges the epoch.
+        callbacks.insert(0, lookahead_callback(fitted, run.fraction_done))
+    fitted.fit(train_data, validation_data=val_data, epochs=epochs, steps_per_epoch=steps,
+               callbacks=callbacks, verbose=0, class_weight=class_weight,
+               shuffle=False)  # the tf.data pipeline shuffles
+    run.fit_seconds = time.perf_counter() - run.start
+    if run.diverged is not None:
+        epoch, step = run.diverged
+        raise TrainingError(
+            f"Training diverged: the loss became NaN at epoch {epoch}, step {step}. "
+            f"Lower the learning rate (it was {config.learning_rate:g}) and train again."
+        )
+    return run
+
+
+def _fine_tune(keras, model, x_train, y_train, x_val, y_val, num_classes, config, preset,
+               class_weight, head_run, time_left, on_progress, stop_event):
+    """Train the top of a transfer model's backbone with its head, after the head alone.
+
+    BatchNorm layers stay frozen (the backbone is called with ``training=False``, and their
+    scales are not trained either): a few thousand photos would wreck ImageNet statistics.
+    Returns the phase's :class:`_Run`; ``model`` keeps the head's weights unless an epoch
+    of fine-tuning beat the head's best validation accuracy.
+    """
+    backbone = next(layer for layer in model.layers if hasattr(layer, "layers"))
+    backbone.trainable = True
+    cut = int(len(backbone.layers) * (1.0 - FINE_TUNE_FRACTION))
+    for index, layer in enumerate(backbone.layers):
+        layer.trainable = index >= cut and type(layer).__name__ != "BatchNormalization"
+    tuned = sum(1 for layer in backbone.layers if layer.trainable and layer.weights)
+    head_only = model.get_weights()
+    learning_rate = config.learning_rate * FINE_TUNE_LR_FACTOR
+    phase_config = replace(config, epochs=config.fine_tune_epochs, learning_rate=learning_rate,
+                           time_budget=max(1.0, time_left) if time_left is not None else None)
+    model.compile(optimizer=_optimizer(keras, preset, learning_rate),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=preset.label_smoothing),
+                  metrics=["accuracy"])
+    try:
+        run = _fit_phase(keras, model, x_train, y_train, x_val, y_val, num_classes, phase_config,
+                         preset, config.augmentation, class_weight, on_progress, stop_event,
+                         epoch_offset=head_run.epoch, best_value=head_run.best_value,
+                         phase="fine-tuning")
+    finally:
+        backbone.trainable = False  # as built: the saved model says "frozen backbone"
+    if run.best_weights is not None:
+        model.set_weights(run.best_weights)
+    else:
+        # Nothing beat the head: back to the model before fine-tuning, and its best epoch.
+        model.set_weights(head_only)
+        run.best_value, run.best_epoch = head_run.best_value, head_run.best_epoch
+    run.fine_tuned_layers = tuned
+    return run
 
 
 def _features_for_head(keras, model, x_train, y_train, x_val, flip, on_progress, stop_event,

@@ -233,7 +233,8 @@ def progress_text(progress):
     if progress.kind == "decode":
         return progress.message or f"Reading images {progress.step}/{progress.steps}"
     epoch = f"Epoch {progress.epoch}/{progress.epochs}" if progress.epochs else f"Epoch {progress.epoch}"
-    parts = [epoch, f"step {progress.step}/{progress.steps}"]
+    parts = ([progress.message.capitalize()] if progress.message else []) + [
+        epoch, f"step {progress.step}/{progress.steps}"]
     if progress.kind == "batch" and progress.images_per_second:
         parts.append(f"{progress.images_per_second:.0f} img/s")
     if progress.seconds_left is not None:

@@ -158,3 +158,72 @@ def test_cached_features_train_the_head_inside_the_saved_model(monkeypatch, shap
     untrained = _random_conv_transfer_model("mobilenet_v2", 3, 32).get_layer("random_backbone")
     for got, want in zip(result.model.get_layer("random_backbone").get_weights(), untrained.get_weights()):
         np.testing.assert_array_equal(got, want)  # frozen means frozen
+
+
+def _two_conv_transfer_model(preset, num_classes, image_size=None, weights=None):
+    """A transfer-shaped model with a low and a high convolution, each with BatchNorm."""
+    keras = keras_module()
+    keras.utils.set_random_seed(12)
+    size = image_size or 32
+    inner = keras.Input((size, size, 3))
+    y = keras.layers.Rescaling(1 / 255)(inner)
+    y = keras.layers.Conv2D(8, 3, name="low")(y)
+    y = keras.layers.BatchNormalization(name="low_bn")(y)
+    y = keras.layers.ReLU()(y)
+    y = keras.layers.Conv2D(16, 3, name="high")(y)
+    y = keras.layers.BatchNormalization(name="high_bn")(y)
+    y = keras.layers.ReLU()(y)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    backbone = keras.Model(inner, y, name="two_conv_backbone")
+    backbone.trainable = False
+    inputs = keras.Input((size, size, 3), name="image")
+    x = backbone(inputs, training=False)
+    x = keras.layers.Dropout(0.2, name="head_dropout")(x)
+    x = keras.layers.Dense(num_classes, name="logits")(x)
+    outputs = keras.layers.Softmax(name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="two_conv_transfer")
+
+
+def test_fine_tuning_trains_the_top_of_the_backbone_after_the_head(monkeypatch, shapes_dataset):
+    from imgcls_desktop.core import training
+
+    built = []
+    monkeypatch.setattr(training, "build_model", lambda *a, **k: built.append(_two_conv_transfer_model(*a, **k))
+                        or built[-1])
+    initial = {layer.name: [w.copy() for w in layer.get_weights()]
+               for layer in _two_conv_transfer_model("mobilenet_v2", 3, 32).get_layer("two_conv_backbone").layers}
+    seen = []
+
+    def on_progress(event):
+        if event.kind == "epoch":
+            backbone = built[0].get_layer("two_conv_backbone")
+            seen.append((event.epoch, event.epochs, event.message,
+                         {name: [w.copy() for w in backbone.get_layer(name).get_weights()]
+                          for name in ("low", "low_bn", "high", "high_bn")}))
+
+    config = TrainingConfig(preset="mobilenet_v2", image_size=32, epochs=3, fine_tune_epochs=2,
+                            batch_size=16, learning_rate=1e-2, seed=3)
+    result = train(shapes_dataset, config, on_progress=on_progress)
+    assert [(epoch, total, message) for epoch, total, message, _ in seen] == [
+        (1, 3, ""), (2, 3, ""), (3, 3, ""), (4, 5, "fine-tuning"), (5, 5, "fine-tuning")]
+    assert len(result.history["loss"]) == 5 and result.epochs_run == 5
+    assert result.metadata["training"]["fine_tuned_layers"] == 1  # "high": BatchNorm stays frozen
+    for epoch, _total, _message, weights in seen:
+        for name in ("low", "low_bn", "high_bn"):  # frozen through both phases
+            for got, want in zip(weights[name], initial[name]):
+                np.testing.assert_array_equal(got, want)
+        changed = any(not np.array_equal(got, want) for got, want in zip(weights["high"], initial["high"]))
+        assert changed == (epoch > 3)  # the head alone first, then the top convolution too
+    assert not built[0].get_layer("two_conv_backbone").trainable  # saved as built: frozen
+    if result.best_epoch <= 3:  # fine-tuning did not beat the head: its weights are back
+        for got, want in zip(built[0].get_layer("two_conv_backbone").get_layer("high").get_weights(),
+                             initial["high"]):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_fine_tuning_refused_for_from_scratch_presets_on_the_command_line(shapes_dataset, tmp_path, capsys):
+    from imgcls_desktop.cli import main
+
+    code = main(["train", str(shapes_dataset), "--preset", "small_cnn", "--fine-tune-epochs", "2",
+                 "--out", str(tmp_path / "m.keras")])
+    assert code == 2 and "transfer presets" in capsys.readouterr().err

@@ -64,10 +64,14 @@ def test_preset_change_resets_fields_and_config_round_trip(panel):
     assert not panel.train_button.isEnabled() and "weights file" in panel.train_button.toolTip()
     panel.choose_weights_file = lambda: "/tmp/backbone_no_top.h5"
     panel.weights_browse.click()
+    assert not panel.fine_tune_spin.isHidden() and panel.fine_tune_spin.text() == "off"
+    panel.fine_tune_spin.setValue(4)
     config = panel.config()
     assert config.weights == "/tmp/backbone_no_top.h5" and panel.train_button.isEnabled()
+    assert config.fine_tune_epochs == 4
     panel.preset_combo.setCurrentIndex(panel.preset_combo.findData("small_cnn"))
-    assert panel.weights_row.isHidden()
+    assert panel.weights_row.isHidden() and panel.fine_tune_spin.isHidden()
+    assert panel.config().fine_tune_epochs == 0  # from-scratch presets train every layer anyway
     panel.set_config(config)
     assert panel.config() == config
 
@@ -229,6 +233,8 @@ def test_progress_text():
     batch = TrainingProgress(kind="batch", epoch=3, epochs=10, step=40, steps=120,
                              images_per_second=850.4, seconds_left=83)
     assert progress_text(batch) == "Epoch 3/10 · step 40/120 · 850 img/s · 1:23 left"
+    tuning = TrainingProgress(kind="batch", epoch=12, epochs=15, step=4, steps=9, message="fine-tuning")
+    assert progress_text(tuning) == "Fine-tuning · Epoch 12/15 · step 4/9"
     decode = TrainingProgress(kind="decode", step=120, steps=600, message="Reading images 120/600")
     assert progress_text(decode) == "Reading images 120/600"
 
