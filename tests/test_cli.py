@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -91,3 +92,15 @@ def test_usage_error_exits_2():
     result = subprocess.run([sys.executable, "-m", "imgcls_desktop.cli", "train"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "usage" in result.stderr
+
+
+def test_tensorflow_start_up_chatter_is_not_shown(trained, shapes_split_dataset):
+    """TensorFlow's INFO lines at import (absl, oneDNN) are dropped; the answer stays."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    image = next((shapes_split_dataset / "test" / "circle").iterdir())
+    result = subprocess.run([sys.executable, "-m", "imgcls_desktop.cli", "predict", str(trained[1]), str(image)],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert image.name in result.stdout
+    assert "oneDNN custom operations" not in result.stderr
+    assert "absl::InitializeLog" not in result.stderr

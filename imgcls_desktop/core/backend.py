@@ -5,8 +5,10 @@ module top level, so that importing the dataset scanner (or starting the GUI) ne
 the seconds ``import tensorflow`` costs.
 """
 
+import contextlib
 import gc
 import os
+import tempfile
 import threading
 
 _lock = threading.Lock()
@@ -38,8 +40,9 @@ def keras_module():
             collecting = gc.isenabled()
             gc.disable()
             try:
-                import keras
-                import tensorflow as tf
+                with _quiet_native_stderr():
+                    import keras
+                    import tensorflow as tf
             finally:
                 if collecting:
                     gc.enable()
@@ -53,6 +56,38 @@ def keras_module():
             gc.freeze()
             _keras = keras
     return _keras
+
+
+# Lines TensorFlow's C++ side prints while it loads that tell a user nothing (and that
+# TF_CPP_MIN_LOG_LEVEL no longer silences: absl logs them before it is configured).
+_IMPORT_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on")
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Drop TensorFlow's known start-up INFO lines from file descriptor 2, keep the rest.
+
+    The C++ libraries write to the descriptor, not to ``sys.stderr``, so it is pointed at
+    a temporary file for the import and what was written is passed on afterwards, minus
+    the known noise. Where descriptor 2 is not open (a windowed frozen app) nothing is done.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not any(noise in line for noise in _IMPORT_NOISE)]
+            if kept:
+                os.write(2, "".join(kept).encode("utf-8"))
 
 
 def tensorflow_module():
