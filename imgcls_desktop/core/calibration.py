@@ -175,13 +175,14 @@ def compute_logits(model, images, batch_size=64, tta=None):
         raise ValueError(f"model {model.name!r} has no layer named 'logits' to calibrate")
     if not hasattr(images, "shape"):
         images = np.asarray(images)  # a list; arrays and on-disk image sets are sliced as they are
-    from .backend import tensorflow_module
+    from .backend import keras_module, tensorflow_module
 
     tf = tensorflow_module()
     # Traced, not eager: eager MobileNetV2 batches at 224x224 left 6 GB of freed-but-held
     # heap behind them (measured), a traced graph reuses its buffers.
     spec = tf.TensorSpec((None, *images.shape[1:]), tf.float32)
-    call = tf.function(lambda x: tta_logits(lambda views: sub_model(views, training=False), x, tta),
+    ops = keras_module().ops
+    call = tf.function(lambda x: tta_logits(lambda views: sub_model(views, training=False), x, tta, ops),
                        input_signature=[spec])
     outputs = []
     for start in range(0, len(images), batch_size):

@@ -100,6 +100,7 @@ class Predictor:
             except (ValueError, AttributeError):
                 both = None
         self.tta = tta_mode_of(loaded.metadata)
+        ops = keras_module().ops
         if both is None:
             # Nothing to scale: the model's probabilities as they are, and no threshold,
             # which was tuned on calibrated probabilities.
@@ -109,13 +110,13 @@ class Predictor:
             def call(x):
                 if self.tta:
                     # The mean of the views' probabilities: there are no logits to average.
-                    return tta_logits(lambda views: model(views, training=False), x, self.tta)
+                    return tta_logits(lambda views: model(views, training=False), x, self.tta, ops)
                 return model(x, training=False)
         else:
             def call(x):
                 if self.tta:
                     # The views' mean logits: what the model was calibrated on.
-                    logits = tta_logits(lambda views: both(views, training=False)[0], x, self.tta)
+                    logits = tta_logits(lambda views: both(views, training=False)[0], x, self.tta, ops)
                     return logits, tf.nn.softmax(logits)
                 return both(x, training=False)
         self._call = tf.function(call, input_signature=[spec])

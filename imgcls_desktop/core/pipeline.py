@@ -112,6 +112,9 @@ class Augmenter:
 
     def __init__(self, augmentation, seed):
         keras = keras_module()
+        # Resolved here, not in __call__: tf.data traces __call__ with AutoGraph, which
+        # would convert our lazy-import helper too (re-reading its source from disk).
+        self.tf = tensorflow_module()
         self.flip = augmentation.flip
         self.translation = augmentation.translation
         self.seed = int(seed)
@@ -133,26 +136,26 @@ class Augmenter:
             flip_mask: bool ``(b,)``: which images to mirror, decided by the caller
                 (alternating flip); None tosses a coin per image when flips are on.
         """
-        tf = tensorflow_module()
+        tf = self.tf
         salt = tf.cast(salt, tf.int64)
         if flip_mask is None and self.flip:
             flip_mask = tf.random.stateless_uniform(tf.shape(x)[:1], [self.seed, salt]) < 0.5
         if flip_mask is not None:
             x = tf.where(flip_mask[:, None, None, None], tf.reverse(x, axis=[2]), x)
         if self.translation:
-            x = random_shift(x, self.translation, [self.seed + 1, salt])
+            x = random_shift(x, self.translation, [self.seed + 1, salt], tf=tf)
         if self.layers is not None:
             x = tf.clip_by_value(self.layers(x, training=True), 0.0, 255.0)
         return x
 
 
-def random_shift(x, translation, seed):
+def random_shift(x, translation, seed, tf=None):
     """Move each image of a batch by whole pixels, at most ``translation`` x its size.
 
     The batch is padded by reflection once, then every image is cut out at its own
     offset with two gathers (rows, then columns): no interpolation, so no blur.
     """
-    tf = tensorflow_module()
+    tf = tf or tensorflow_module()
     height, width = x.shape[1], x.shape[2]
     pad = max(1, min(int(round(translation * max(height, width))), min(height, width) - 1))
     padded = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")

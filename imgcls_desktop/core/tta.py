@@ -40,15 +40,17 @@ def _shifted(ops, x, shift):
     return padded[:, start:start + height, start:start + width, :]
 
 
-def tta_logits(logits_fn, x, mode):
+def tta_logits(logits_fn, x, mode, ops=None):
     """The logits ``logits_fn`` gives ``x``, averaged over the views of ``mode``.
 
     All views go through ``logits_fn`` as one batch (one call instead of six), then are
-    weighted and summed back per image. ``mode=None`` is a plain call.
+    weighted and summed back per image. ``mode=None`` is a plain call. Inside a
+    ``tf.function`` pass ``ops`` (``keras.ops``), resolved outside it, so AutoGraph does
+    not convert :func:`backend.keras_module` on every trace.
     """
     if not mode:
         return logits_fn(x)
-    ops = keras_module().ops
+    ops = ops or keras_module().ops
     views, weights = [], []
     for weight, shift in _VIEWS[mode]:
         view = _shifted(ops, x, shift)
