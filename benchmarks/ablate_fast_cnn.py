@@ -107,6 +107,9 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337])
     parser.add_argument("--tag", default="", help="added to the results file name")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--from-logs", nargs="+", type=Path, metavar="LOG",
+                        help="write the table from the result lines earlier runs printed (their "
+                             "stdout), instead of training; several runs of one study become one table")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -121,6 +124,12 @@ def main(argv=None):
 
     from benchmarks.machine import cifar10_root, machine_description, matmul_gflops
 
+    if args.from_logs:
+        rows = [json.loads(line) for log in args.from_logs for line in log.read_text().splitlines()
+                if line.startswith('{"variant"')]
+        args.variants = list(dict.fromkeys(row["variant"] for row in rows))
+        args.seeds = sorted({row["seed"] for row in rows})
+        return write_table(args, rows, [matmul_gflops()], machine_description())
     cifar10_root()
     budget = None if args.epochs else args.budget
     ceilings = [matmul_gflops()]
@@ -134,18 +143,27 @@ def main(argv=None):
             rows.append(row)
             print(json.dumps(row), flush=True)
     ceilings.append(matmul_gflops())
-    ceiling = max(ceilings)
+    return write_table(args, rows, ceilings, machine_description())
 
-    what = f"{args.epochs} epochs" if args.epochs else f"a {args.budget:g} s budget"
+
+def write_table(args, rows, ceilings, machine):
+    ceiling = max(ceilings)
+    budgets = sorted({row["budget"] for row in rows if row["budget"]})
+    epochs = sorted({row["epochs"] for row in rows if row["epochs"]})
+    what = ", ".join([f"{e} epochs" for e in epochs] + [f"a {b:g} s budget" for b in budgets])
     lines = [
         f"# fast_cnn ablation on CIFAR-10, {what} per run",
         "",
         f"- Date: {datetime.datetime.now():%Y-%m-%d %H:%M}",
-        f"- Machine: {machine_description()}",
-        f"- fp32 matmul 2048x2048 at the start and end: {' and '.join(f'{c:.0f}' for c in ceilings)} GFLOP/s",
+        f"- Machine: {machine}",
+        f"- fp32 matmul 2048x2048 {'at the start and end' if len(ceilings) > 1 else 'when the table was written'}: "
+        f"{' and '.join(f'{c:.0f}' for c in ceilings)} GFLOP/s",
         f"- Command: `python benchmarks/ablate_fast_cnn.py {' '.join(sys.argv[1:])}`",
         "- Test accuracy on the 10,000 test images of one trained model, with no test-time augmentation, "
         "flip, and flip + one-pixel translations; the shipped column is the preset's own rule.",
+        *(["- Runs of a fixed number of epochs compare accuracy only: their images/s depend on what "
+           "else the machine was doing meanwhile. Speed comes from time-budget runs on a quiet machine."]
+          if epochs else []),
         "",
         "| variant | seed | shipped TTA | no TTA | flip | flip+translate | epochs | images/s | GFLOP/s "
         "| % of matmul | fit s |",
