@@ -15,6 +15,7 @@ import argparse
 import datetime
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -88,6 +89,8 @@ def main():
 
     dataset = make_dataset(CACHE / f"large224-{args.images}", args.images)
     cache_dir = CACHE / "decoded"
+    # The first run must decode: a cache left by an earlier (or interrupted) run is removed.
+    shutil.rmtree(cache_dir, ignore_errors=True)
     runs = []
     for attempt in ("first run (decodes to the disk cache)", "second run (reads the cache)"):
         spec = {"dataset": str(dataset), "budget": args.budget, "weights": str(CACHE / "mobilenet_v2_random.weights.h5")}
