@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 
-def main(out_dir, epochs=8):
+def main(out_dir, epochs=None):
     os.environ.setdefault("IMGCLS_DATA_DIR", str(Path(out_dir).resolve() / ".userdata"))
     from PySide6.QtWidgets import QApplication, QPushButton
 
@@ -48,7 +48,8 @@ def main(out_dir, epochs=8):
     window.tabs.setCurrentIndex(0)
     shoot("dataset")
     window.tabs.setCurrentIndex(1)
-    window.training.set_config(TrainingConfig(preset="small_cnn", epochs=epochs, seed=1))
+    # What a new user gets from pressing Train: the default preset and its epochs.
+    window.training.set_config(TrainingConfig(epochs=epochs, seed=1))
     window.findChild(QPushButton, "trainButton").click()
     # A picture mid-training shows the live chart and the progress bar at work.
     while window.training.chart.point_count("loss", "val") < 3:
@@ -73,7 +74,7 @@ def main(out_dir, epochs=8):
     wait_for(window.robustness.check_finished, 300, "robustness check")
     shoot("robustness")
     # Run history (issue 7): the run above was recorded; a second, shorter one to compare with.
-    window.training.set_config(TrainingConfig(preset="small_cnn", epochs=3, seed=2))
+    window.training.set_config(TrainingConfig(epochs=3, seed=2))
     window.tabs.setCurrentIndex(1)
     window.findChild(QPushButton, "trainButton").click()
     wait_for(window.history.recorder.recorded, 600, "the second run recorded")

@@ -27,9 +27,10 @@ def window(qtbot, loaded):
     window.jobs.wait(60000)
 
 
-def test_export_action_writes_a_checked_export(qtbot, window, tmp_path, error_dialogs):
-    out = tmp_path / "shapes.tflite"
-    window._ask_export_format = lambda: "tflite"
+@pytest.mark.parametrize("format, suffix", [("tflite", ".tflite"), ("onnx", ".onnx")])
+def test_export_action_writes_a_checked_export(qtbot, window, tmp_path, error_dialogs, format, suffix):
+    out = tmp_path / f"shapes{suffix}"
+    window._ask_export_format = lambda: format
     window._ask_export_path = lambda format: str(out)
     assert window.export_model_action.isEnabled()
     menus = {action.text(): action.menu() for action in window.menuBar().actions()}
