@@ -125,14 +125,19 @@ def _random_conv_transfer_model(preset, num_classes, image_size=None, weights=No
     y = keras.layers.Rescaling(1 / 255)(inner)
     y = keras.layers.Conv2D(32, 5, activation="relu")(y)
     y = keras.layers.GlobalAveragePooling2D()(y)
-    backbone = keras.Model(inner, y, name="random_backbone")
+    return _with_head(keras.Model(inner, y, name="random_backbone"), size, num_classes)
+
+
+def _with_head(backbone, size, num_classes):
+    """A frozen backbone under the head our transfer presets build (dropout, logits, softmax)."""
+    keras = keras_module()
     backbone.trainable = False
     inputs = keras.Input((size, size, 3), name="image")
     x = backbone(inputs, training=False)
     x = keras.layers.Dropout(0.2, name="head_dropout")(x)
     x = keras.layers.Dense(num_classes, name="logits")(x)
     outputs = keras.layers.Softmax(name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="random_transfer")
+    return keras.Model(inputs, outputs, name=f"{backbone.name}_transfer")
 
 
 def test_cached_features_train_the_head_inside_the_saved_model(monkeypatch, shapes_dataset):
@@ -174,14 +179,7 @@ def _two_conv_transfer_model(preset, num_classes, image_size=None, weights=None)
     y = keras.layers.BatchNormalization(name="high_bn")(y)
     y = keras.layers.ReLU()(y)
     y = keras.layers.GlobalAveragePooling2D()(y)
-    backbone = keras.Model(inner, y, name="two_conv_backbone")
-    backbone.trainable = False
-    inputs = keras.Input((size, size, 3), name="image")
-    x = backbone(inputs, training=False)
-    x = keras.layers.Dropout(0.2, name="head_dropout")(x)
-    x = keras.layers.Dense(num_classes, name="logits")(x)
-    outputs = keras.layers.Softmax(name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="two_conv_transfer")
+    return _with_head(keras.Model(inner, y, name="two_conv_backbone"), size, num_classes)
 
 
 def test_fine_tuning_trains_the_top_of_the_backbone_after_the_head(monkeypatch, shapes_dataset):
