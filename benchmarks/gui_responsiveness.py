@@ -65,6 +65,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", help="dataset folder (default: the bundled sample)")
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--preset", default=None, help="preset to train (default: the app's default)")
     args = parser.parse_args()
     os.environ.setdefault("IMGCLS_DATA_DIR", str(Path.home() / ".cache" / "imgcls-desktop" / "bench-userdata"))
 
@@ -80,6 +81,7 @@ def main():
     from imgcls_desktop.gui.garbage import GarbageCollector
 
     collector = GarbageCollector(app)  # noqa: F841 (as app.main installs it)
+    assert collector
     window = MainWindow()
     window.show()
     visible = {}
@@ -99,7 +101,10 @@ def main():
     rows["dataset scan"] = probe.stop()
 
     window.tabs.setCurrentIndex(1)
-    window.training.set_config(TrainingConfig(preset="small_cnn", epochs=args.epochs, seed=1))
+    from imgcls_desktop.core.models import DEFAULT_PRESET
+
+    preset = args.preset or DEFAULT_PRESET
+    window.training.set_config(TrainingConfig(preset=preset, epochs=args.epochs, seed=1))
     probe.start()
     started = time.perf_counter()
     window.training.start_training()
@@ -118,7 +123,8 @@ def main():
         "",
         f"- Date: {stamp}",
         f"- Machine: {machine_description()}; Qt platform: {app.platformName()}",
-        f"- Dataset: {window.scan.root} ({window.scan.num_images} images); training: small_cnn, "
+        f"- Dataset: {'the bundled sample' if not args.dataset else Path(args.dataset).name} "
+        f"({window.scan.num_images} images); training: {preset}, "
         f"{args.epochs} epochs, {training_seconds:.1f} s",
         f"- Window visible {visible.get('s', float('nan')):.2f} s after the interpreter started "
         "(imports of PySide6 and the GUI modules included; TensorFlow loads afterwards)",
