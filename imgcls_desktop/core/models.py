@@ -6,7 +6,7 @@ exported model needs no code from this app. The last two layers are always ``log
 (Dense) and ``probabilities`` (Softmax), which calibration and heat maps rely on.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -61,6 +61,9 @@ class Preset:
     bias_lr_scale: float = 1.0  # SGD only: BatchNorm biases learn this many times faster
     architecture: str | None = None  # the builder in build_model; None: the preset's name
     widths: tuple = ()  # fast_cnn: channels of its three conv groups; () for the default
+    # fast_cnn under a time budget: ((at least this many seconds, widths), ...). A longer
+    # budget buys a wider network rather than more epochs of a narrow one.
+    budget_widths: tuple = ()
     activation: str = "gelu"  # fast_cnn's activation
 
 
@@ -138,6 +141,15 @@ PRESETS = {
     ]
 }
 DEFAULT_PRESET = "fast_cnn"
+
+
+def for_time_budget(preset, time_budget):
+    """The preset with the widths its ``budget_widths`` give ``time_budget`` (seconds)."""
+    chosen = preset.widths
+    for seconds, widths in preset.budget_widths:
+        if time_budget and time_budget >= seconds:
+            chosen = tuple(widths)
+    return replace(preset, widths=chosen) if chosen != preset.widths else preset
 
 
 def get_preset(name):

@@ -14,7 +14,8 @@ from .. import __version__
 from .backend import keras_module, tensorflow_module, versions
 from .dataset import scan_dataset, split_train_validation
 from .errors import TrainingError
-from .models import DEFAULT_PRESET, Augmentation, build_model, forward_flops, get_preset, init_whitening
+from .models import (DEFAULT_PRESET, Augmentation, build_model, for_time_budget, forward_flops, get_preset,
+                     init_whitening)
 from .pipeline import Cancelled, build_augmenter, decode_items, make_dataset
 
 
@@ -322,7 +323,7 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
     batch_chosen = config.batch_size is not None
     learning_rate_chosen = config.learning_rate is not None
     config = config.resolved()
-    preset = get_preset(config.preset)
+    preset = for_time_budget(get_preset(config.preset), config.time_budget)
     scan = dataset if hasattr(dataset, "splits") else scan_dataset(dataset)
     train_items, val_items = split_train_validation(scan, config.validation_split, config.seed)
     num_classes = len(scan.class_names)
@@ -418,6 +419,7 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
             "fit_seconds": round(run.fit_seconds, 2),
             "num_val_images": int(len(x_val)),
             "forward_mflops": round(forward_flops(model) / 1e6, 2),
+            "widths": list(preset.widths) or None,  # fast_cnn's, when the preset or budget set them
             "parameters": int(model.count_params()),
             "versions": versions(),
         },

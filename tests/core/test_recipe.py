@@ -184,3 +184,28 @@ def test_flip_translate_is_the_same_answer_in_predictor_calibration_and_export(t
     graph, calibrated = export_graph(loaded)
     assert calibrated
     np.testing.assert_allclose(np.asarray(graph(images)), expected, atol=1e-5)
+
+
+def test_a_longer_time_budget_buys_a_wider_fast_cnn():
+    import dataclasses
+
+    from imgcls_desktop.core.models import PRESETS, for_time_budget
+
+    preset = dataclasses.replace(PRESETS["fast_cnn"], widths=(8, 8, 8),
+                                 budget_widths=((100, (16, 16, 16)), (1000, (32, 32, 32))))
+    assert for_time_budget(preset, None).widths == (8, 8, 8)  # epochs, not a budget
+    assert for_time_budget(preset, 99).widths == (8, 8, 8)
+    assert for_time_budget(preset, 100).widths == (16, 16, 16)
+    assert for_time_budget(preset, 5000).widths == (32, 32, 32)
+
+
+def test_training_under_a_budget_builds_the_budgets_widths(shapes_dataset):
+    import dataclasses
+
+    from imgcls_desktop.core.models import PRESETS
+    from imgcls_desktop.core.training import TrainingConfig, train
+
+    preset = dataclasses.replace(PRESETS["fast_cnn"], budget_widths=((2, (8, 16, 12)),))
+    result = train(shapes_dataset, TrainingConfig(preset=preset, time_budget=3, seed=1))
+    assert result.metadata["training"]["widths"] == [8, 16, 12]
+    assert result.model.get_layer("group3b_conv").kernel.shape[-1] == 12
