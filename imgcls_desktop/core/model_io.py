@@ -78,6 +78,8 @@ class LoadedModel:
             "epochs_run": training.get("epochs_run"),
             "best_val_accuracy": training.get("best_val_accuracy"),
             "history": training.get("history", {}),
+            "forward_mflops": training.get("forward_mflops"),
+            "test_time_augmentation": self.metadata.get("test_time_augmentation"),
         }
 
 

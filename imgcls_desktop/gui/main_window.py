@@ -390,6 +390,12 @@ class MainWindow(QMainWindow):
             f"<b>Parameters:</b> {summary['parameters']:,}",
             f"<b>Epochs trained:</b> {summary.get('epochs_run') or 'unknown'}",
         ]
+        if summary.get("forward_mflops"):
+            lines.insert(4, f"<b>Compute:</b> {summary['forward_mflops']:g} MFLOP per image")
+        views = {"flip": "the image and its mirror (2 views)",
+                 "flip_translate": "the image, its mirror and 1-pixel shifts of both (6 views)"}
+        if summary.get("test_time_augmentation") in views:
+            lines.append(f"<b>Answers with:</b> the mean of {views[summary['test_time_augmentation']]}")
         if summary.get("best_val_accuracy") is not None:
             lines.append(f"<b>Best validation accuracy:</b> {summary['best_val_accuracy']:.3f}")
         if history.get("loss"):

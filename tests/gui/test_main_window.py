@@ -127,3 +127,21 @@ def test_folder_dropped_on_window_opens_as_dataset(qtbot, window, shapes_dataset
     with qtbot.waitSignal(window.dataset_opened, timeout=60000) as opened:
         assert drop_files(window, [shapes_dataset])
     assert opened.args[0].root == shapes_dataset
+
+
+def test_model_summary_says_what_the_model_is(window, trained):
+    """Preset, input, classes, parameters, compute, calibration and how it answers."""
+    from imgcls_desktop.core.model_io import load_model
+
+    loaded = load_model(trained[1])
+    loaded.metadata["test_time_augmentation"] = "flip_translate"
+    window.state.set_loaded(loaded)
+    shown = []
+    window._show_message_box = lambda title, html: shown.append((title, html))
+    window.show_model_summary()
+    title, html = shown[0]
+    assert title == "Model summary"
+    assert "small_cnn" in html and "32 x 32 RGB" in html and "circle, square, triangle" in html
+    assert f"{loaded.model.count_params():,}" in html
+    assert f"{loaded.metadata['training']['forward_mflops']:g} MFLOP per image" in html
+    assert "temperature" in html and "6 views" in html
