@@ -40,9 +40,13 @@ def decode_items(items, image_size, *, on_progress=None, stop_event=None):
     if stop_event is not None and stop_event.is_set():
         raise Cancelled()  # the same answer whether or not the pixels were cached
     with _cache_lock:
-        if key in _cache:
+        cached = _cache.get(key)
+        if cached is not None:
             _cache.move_to_end(key)
-            return _cache[key]
+    if cached is not None:
+        if on_progress is not None:  # one event all the same: "Reading images n/n"
+            on_progress(len(items), len(items))
+        return cached
     if len(items) * image_size * image_size * 3 > _MEMORY_LIMIT_BYTES:
         from .image_cache import decode_to_disk
 

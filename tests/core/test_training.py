@@ -39,11 +39,25 @@ def test_progress_events_and_tutorial_preset(shapes_dataset):
                    on_progress=events.append)
     kinds = {event.kind for event in events}
     assert {"decode", "batch", "epoch"} <= kinds
+    decoded = [e for e in events if e.kind == "decode"]
+    assert decoded[-1].step == decoded[-1].steps > 0  # all read, whether decoded now or cached
     epoch_events = [e for e in events if e.kind == "epoch"]
     assert [e.epoch for e in epoch_events] == [1, 2]
     batch = next(e for e in events if e.kind == "batch")
     assert batch.steps > 0 and batch.images_per_second > 0 and "loss" in batch.metrics
     assert result.epochs_run == 2
+
+
+def test_cached_images_still_report_reading(shapes_dataset):
+    from imgcls_desktop.core import pipeline
+
+    config = TrainingConfig(preset="tutorial_cnn", epochs=1, seed=4)
+    train(shapes_dataset, config)
+    events = []
+    train(shapes_dataset, config, on_progress=events.append)  # decoded pixels come from the cache
+    decoded = [e for e in events if e.kind == "decode"]
+    assert len(decoded) == 1 and decoded[0].fraction_done == 1.0
+    pipeline.clear_cache()
 
 
 def test_same_seed_gives_same_split_and_weights(shapes_dataset):
