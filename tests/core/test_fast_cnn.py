@@ -1,4 +1,4 @@
-"""The fast_cnn recipe: whitening from data, identity init, flip test-time augmentation everywhere."""
+"""The fast_cnn recipe: whitening from data, identity init, flip + translate test-time augmentation everywhere."""
 
 import numpy as np
 import pytest
@@ -57,23 +57,30 @@ def test_fast_cnn_learns_the_shapes(fast_trained, shapes_split_dataset):
 
     accuracy = (Predictor(loaded).probabilities(images).argmax(1) == labels).mean()
     assert accuracy >= 0.85
-    assert result.metadata["test_time_augmentation"] == "flip"
+    assert result.metadata["test_time_augmentation"] == "flip_translate"
     assert result.metadata["calibration"]["temperature"] > 0
 
 
-def test_predictor_answers_with_the_mean_logits_of_image_and_mirror(fast_trained, shapes_split_dataset):
+def test_predictor_answers_with_the_mean_logits_of_its_six_views(fast_trained, shapes_split_dataset):
     from imgcls_desktop.core.calibration import logits_model, softmax
     from imgcls_desktop.core.inference import Predictor
 
     _result, loaded = fast_trained
     images, _labels = _test_images(shapes_split_dataset)
     logits = logits_model(loaded.model)
-    mean = (np.asarray(logits(images)) + np.asarray(logits(images[:, :, ::-1]))) / 2
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    shifted = [padded[:, :32, :32], padded[:, 2:, 2:]]  # one pixel up-left, one down-right
+
+    def flip_mean(x):
+        views = [np.ascontiguousarray(x), np.ascontiguousarray(x[:, :, ::-1])]
+        return sum(np.asarray(logits(view)) for view in views) / 2
+
+    mean = 0.5 * flip_mean(images) + 0.25 * flip_mean(shifted[0]) + 0.25 * flip_mean(shifted[1])
     temperature = loaded.metadata["calibration"]["temperature"]
     expected = softmax(mean, temperature)
     np.testing.assert_allclose(Predictor(loaded).probabilities(images), expected, atol=1e-5)
     single = softmax(np.asarray(logits(images)), temperature)
-    assert np.abs(single - expected).max() > 1e-4  # the mirror really changes the answer
+    assert np.abs(single - expected).max() > 1e-4  # the views really change the answer
 
 
 @pytest.mark.parametrize("format, name", [("saved_model", "fast_saved_model"), ("tflite", "fast.tflite"),
