@@ -145,12 +145,14 @@ def main(argv=None):
     parser.add_argument("--budgets", type=float, nargs="+", default=[120, 300, 600, 1800],
                         help="training seconds per run")
     parser.add_argument("--budget", type=float, help="one budget (same as --budgets B)")
-    parser.add_argument("--presets", nargs="+", default=["fast_cnn"])
+    parser.add_argument("--presets", nargs="*", default=["fast_cnn"],
+                        help="our presets to run (none: the baseline alone)")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--train-limit", type=int, default=0, help="training images per class (0: all)")
     parser.add_argument("--quick", action="store_true",
                         help="one 45 s budget on 1,000 images per class, short latency runs")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--tag", default="", help="added to the results file name")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -184,8 +186,10 @@ def main(argv=None):
     lib = versions()
     command = "python benchmarks/compare_presets.py" + (" --quick" if args.quick else "")
     if not args.quick:
-        command += f" --budgets {' '.join(f'{b:g}' for b in args.budgets)} --presets {' '.join(args.presets)}"
+        command += f" --budgets {' '.join(f'{b:g}' for b in args.budgets)} --presets {' '.join(args.presets)}".rstrip()
+        command += " --no-baseline" if args.no_baseline else ""
         command += f" --train-limit {args.train_limit}" if args.train_limit else ""
+        command += f" --tag {args.tag}" if args.tag else ""
     lines = [
         "# Training speed and accuracy at equal wall-clock budgets, CIFAR-10" + (" (quick mode)" if args.quick else ""),
         "",
@@ -233,7 +237,7 @@ def main(argv=None):
     lines += ["", "## Inference (same run)", "", *inference_latency.table(latency), ""]
     if startup is not None:
         lines.append(f"Start-up from source to a visible window (median): {startup:.2f} s")
-    name = "speed-quick" if args.quick else "speed"
+    name = ("speed-quick" if args.quick else "speed") + (f"-{args.tag}" if args.tag else "")
     out = HERE / "results" / f"{name}-{datetime.date.today().isoformat()}.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
