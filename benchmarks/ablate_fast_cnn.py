@@ -148,6 +148,8 @@ def main(argv=None):
 
 
 def write_table(args, rows, ceilings, machine):
+    from benchmarks.machine import write_results
+
     ceiling = max(ceilings) if ceilings else None
     budgets = sorted({row["budget"] for row in rows if row["budget"]})
     epochs = sorted({row["epochs"] for row in rows if row["epochs"]})
@@ -189,10 +191,7 @@ def write_table(args, rows, ceilings, machine):
             epochs = statistics.median(r["images_seen"] / r["num_train"] for r in mine)
             lines.append(f"| {variant} | {shipped:.4f} | {both:.4f} | {epochs:.1f} |")
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
-    out = HERE / "results" / f"ablation{('-' + args.tag) if args.tag else ''}-{stamp}.md"
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {out}")
+    write_results(f"ablation{('-' + args.tag) if args.tag else ''}-{stamp}", lines)
     return 0
 
 

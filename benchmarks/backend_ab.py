@@ -75,7 +75,7 @@ def main():
     if args.child:
         return child(json.loads(args.child))
 
-    from benchmarks.machine import machine_description
+    from benchmarks.machine import machine_description, write_results
 
     # (jit, oneDNN, oneDNN's instruction-set cap)
     names = {(False, False, None): "plain", (True, False, None): "XLA", (False, True, None): "oneDNN",
@@ -106,10 +106,7 @@ def main():
         cells = " | ".join(f"{medians[combo]:.0f}" for combo in names)
         plain = medians[(False, False, None)]
         lines.append(f"| {preset} | {cells} | {names[best]} ({medians[best] / plain:.2f}x plain) |")
-    out = HERE / "results" / f"backend-ab-{datetime.date.today().isoformat()}.md"
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {out}")
+    write_results(f"backend-ab-{datetime.date.today().isoformat()}", lines)
     return 0
 
 

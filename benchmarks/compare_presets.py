@@ -163,7 +163,7 @@ def main(argv=None):
         args.budgets, args.train_limit = [45], args.train_limit or 1000
 
     from benchmarks import inference_latency
-    from benchmarks.machine import cifar10_root, machine_description, matmul_gflops
+    from benchmarks.machine import cifar10_root, machine_description, matmul_gflops, write_results
     from imgcls_desktop.core.backend import versions
 
     cifar10_root()  # unpack once, before any timing
@@ -238,10 +238,7 @@ def main(argv=None):
     if startup is not None:
         lines.append(f"Start-up from source to a visible window (median): {startup:.2f} s")
     name = ("speed-quick" if args.quick else "speed") + (f"-{args.tag}" if args.tag else "")
-    out = HERE / "results" / f"{name}-{datetime.date.today().isoformat()}.md"
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {out}")
+    write_results(f"{name}-{datetime.date.today().isoformat()}", lines)
     return 0
 
 

@@ -91,7 +91,7 @@ def main():
     parser.add_argument("--folder-images", type=int, default=256)
     args = parser.parse_args()
 
-    from benchmarks.machine import machine_description
+    from benchmarks.machine import machine_description, write_results
     from imgcls_desktop.core.backend import versions
 
     rows = measure(repeats=args.repeats, folder_images=args.folder_images)
@@ -106,10 +106,7 @@ def main():
         "",
         *table(rows),
     ]
-    out = HERE / "results" / f"inference-{datetime.date.today().isoformat()}.md"
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {out}")
+    write_results(f"inference-{datetime.date.today().isoformat()}", lines)
 
 
 if __name__ == "__main__":

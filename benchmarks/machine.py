@@ -70,3 +70,12 @@ def matmul_gflops(size=2048, repeats=10):
         times.sort()
         rates.append(2 * size**3 / times[len(times) // 2] / 1e9)
     return max(rates)
+
+
+def write_results(stem, lines):
+    """Write a results table as ``benchmarks/results/STEM.md`` and show it."""
+    out = HERE / "results" / f"{stem}.md"
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {out}")
+    return out

@@ -85,7 +85,7 @@ def main():
     if args.child:
         return child(json.loads(args.child))
 
-    from benchmarks.machine import CACHE, machine_description
+    from benchmarks.machine import CACHE, machine_description, write_results
 
     dataset = make_dataset(CACHE / f"large224-{args.images}", args.images)
     cache_dir = CACHE / "decoded"
@@ -118,10 +118,7 @@ def main():
     for row in runs:
         lines.append(f"| {row['run']} | {row['peak_rss_mb']:.0f} | {row['first_batch_after_s']:.0f} "
                      f"| {row['images_trained']} | {row['fit_seconds']:.0f} |")
-    out = HERE / "results" / f"memory-large-{datetime.date.today().isoformat()}.md"
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {out}")
+    write_results(f"memory-large-{datetime.date.today().isoformat()}", lines)
     return 0
 
 
