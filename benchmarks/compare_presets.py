@@ -153,6 +153,8 @@ def main(argv=None):
                         help="one 45 s budget on 1,000 images per class, short latency runs")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--tag", default="", help="added to the results file name")
+    parser.add_argument("--training-only", action="store_true",
+                        help="leave out the inference latency and start-up measurements")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -178,10 +180,12 @@ def main(argv=None):
             print(json.dumps(rows[-1]), flush=True)
     ceilings.append(matmul_gflops())
     ceiling = max(ceilings)  # the stricter yardstick of the two
-    latency = inference_latency.measure(
-        presets=[(name, 32) for name in ("fast_cnn", "small_cnn", "tutorial_cnn")] + [("mobilenet_v2", 224)],
-        repeats=10 if args.quick else 50, folder_images=64 if args.quick else 256)
-    startup = _startup_seconds(2 if args.quick else 5)
+    latency, startup = None, None
+    if not args.training_only:
+        latency = inference_latency.measure(
+            presets=[(name, 32) for name in ("fast_cnn", "small_cnn", "tutorial_cnn")] + [("mobilenet_v2", 224)],
+            repeats=10 if args.quick else 50, folder_images=64 if args.quick else 256)
+        startup = _startup_seconds(2 if args.quick else 5)
 
     lib = versions()
     command = "python benchmarks/compare_presets.py" + (" --quick" if args.quick else "")
@@ -190,6 +194,7 @@ def main(argv=None):
         command += " --no-baseline" if args.no_baseline else ""
         command += f" --train-limit {args.train_limit}" if args.train_limit else ""
         command += f" --tag {args.tag}" if args.tag else ""
+        command += " --training-only" if args.training_only else ""
     lines = [
         "# Training speed and accuracy at equal wall-clock budgets, CIFAR-10" + (" (quick mode)" if args.quick else ""),
         "",
@@ -234,7 +239,8 @@ def main(argv=None):
         share = best["gflops"] / ceiling
         lines.append(f"- Training at >= {GFLOPS_GOAL:.0%} of the matmul rate: {best['config']} "
                      f"{share:.0%} ({'met' if share >= GFLOPS_GOAL else 'not met'})")
-    lines += ["", "## Inference (same run)", "", *inference_latency.table(latency), ""]
+    if latency is not None:
+        lines += ["", "## Inference (same run)", "", *inference_latency.table(latency), ""]
     if startup is not None:
         lines.append(f"Start-up from source to a visible window (median): {startup:.2f} s")
     name = ("speed-quick" if args.quick else "speed") + (f"-{args.tag}" if args.tag else "")
