@@ -63,6 +63,17 @@ def _config_from_dict(data):
     return TrainingConfig(**data)
 
 
+def _dataset_name(path):
+    """The status bar's name for a dataset: the bundled sample by name (its path inside an
+    installed or frozen app means nothing to the user), any other folder by its path."""
+    try:
+        if Path(path).resolve() == Path(sample_dataset_path()).resolve():
+            return "the sample dataset"
+    except OSError:
+        pass
+    return str(path)
+
+
 class MainWindow(QMainWindow):
     """The application window. Building it has no side effects; :meth:`start` begins work."""
 
@@ -240,7 +251,7 @@ class MainWindow(QMainWindow):
     def open_dataset(self, path):
         """Scan ``path`` in the background; the views update when the scan ends."""
         self.tabs.setCurrentIndex(TAB_DATASET)
-        self.statusBar().showMessage(f"Scanning {path}…")
+        self.statusBar().showMessage(f"Scanning {_dataset_name(path)}…")
         self.browser.open_folder(str(path))
 
     @Slot(object)
@@ -252,7 +263,7 @@ class MainWindow(QMainWindow):
         settings.push_recent(settings.RECENT_DATASETS, str(scan.root))
         self._refresh_recent_menus()
         self.statusBar().showMessage(
-            f"Opened {scan.root}: {len(scan.class_names)} classes, {scan.num_images} images"
+            f"Opened {_dataset_name(scan.root)}: {len(scan.class_names)} classes, {scan.num_images} images"
             + (f", {len(scan.problems)} problem files" if scan.problems else ""), 8000)
         self.dataset_opened.emit(scan)
         self._after_data_fix_rescan(scan)

@@ -145,3 +145,16 @@ def test_model_summary_says_what_the_model_is(window, trained):
     assert f"{loaded.model.count_params():,}" in html
     assert f"{loaded.metadata['training']['forward_mflops']:g} MFLOP per image" in html
     assert "temperature" in html and "6 views" in html
+
+
+def test_status_bar_names_the_sample_dataset_and_other_folders_by_path(qtbot, window, shapes_dataset):
+    from imgcls_desktop.resources import sample_dataset_path
+
+    with qtbot.waitSignal(window.dataset_opened, timeout=60000):
+        window.open_sample()
+    message = window.statusBar().currentMessage()
+    assert message.startswith("Opened the sample dataset: 5 classes")
+    assert str(sample_dataset_path()) not in message
+    with qtbot.waitSignal(window.dataset_opened, timeout=60000):
+        window.open_dataset(shapes_dataset)
+    assert window.statusBar().currentMessage().startswith(f"Opened {shapes_dataset}: 3 classes")
