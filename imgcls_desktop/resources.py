@@ -23,6 +23,17 @@ def sample_dataset_path():
     return resource_path("sample_dataset")
 
 
+def dataset_display_name(path):
+    """How the app names a dataset folder: the bundled sample by name (its path inside an
+    installed or frozen app means nothing to the user), any other folder by its path."""
+    try:
+        if Path(path).resolve() == sample_dataset_path().resolve():
+            return "the sample dataset"
+    except OSError:
+        pass
+    return str(path)
+
+
 def user_data_dir():
     """A per-user folder for logs, run history and caches (never beside the executable)."""
     override = os.environ.get("IMGCLS_DATA_DIR")

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QListView
 from ..core.dataset import ScanCancelled, scan_dataset
 from ..core.errors import DatasetError
 from ..core.images import open_image
+from ..resources import dataset_display_name
 from . import error_dialog
 from .class_chart import ClassCountChart
 from .doctor_view import DoctorView
@@ -201,7 +202,7 @@ class DatasetBrowser(QWidget):
         self.progress_bar.setRange(0, 0)  # busy until the file count is known
         self.progress_bar.setFormat("Listing files...")
         self.progress_row.show()
-        self.status_label.setText(f"Scanning {path}...")
+        self.status_label.setText(f"Scanning {dataset_display_name(path)}...")
         self.scan_started.emit(str(path))
         self._runner.start(job, on_success=self._on_scan_succeeded, on_failure=self._on_scan_failed,
                            on_progress=self._on_scan_progress)
@@ -295,9 +296,11 @@ class DatasetBrowser(QWidget):
         layout = ("flat: one folder per class" if scan.layout == "flat"
                   else "split: " + " ".join(f"{split}/" for split in scan.splits))
         excluded = f"; {len(scan.problems)} file(s) excluded" if scan.problems else ""
+        name = dataset_display_name(scan.root)
         self.header_label.setText(
-            f"<b>{html.escape(str(scan.root))}</b><br>Layout {layout} &mdash; {len(scan.class_names)} classes, "
+            f"<b>{html.escape(name[:1].upper() + name[1:])}</b><br>Layout {layout} &mdash; {len(scan.class_names)} classes, "
             f"{scan.num_images} usable images{excluded}")
+        self.header_label.setToolTip(str(scan.root))
         self._show_imbalance(scan, counts)
         self.chart.set_counts(counts)
         for name in scan.class_names:

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from .. import APP_NAME, __version__
-from ..resources import resource_path, sample_dataset_path, user_data_dir
+from ..resources import dataset_display_name, resource_path, sample_dataset_path, user_data_dir
 from . import settings
 from .dataset_browser import DatasetBrowser
 from .error_dialog import show_error, show_exception
@@ -61,17 +61,6 @@ def _config_from_dict(data):
     if isinstance(data.get("augmentation"), dict):
         data["augmentation"] = Augmentation(**data["augmentation"])
     return TrainingConfig(**data)
-
-
-def _dataset_name(path):
-    """The status bar's name for a dataset: the bundled sample by name (its path inside an
-    installed or frozen app means nothing to the user), any other folder by its path."""
-    try:
-        if Path(path).resolve() == Path(sample_dataset_path()).resolve():
-            return "the sample dataset"
-    except OSError:
-        pass
-    return str(path)
 
 
 class MainWindow(QMainWindow):
@@ -251,7 +240,7 @@ class MainWindow(QMainWindow):
     def open_dataset(self, path):
         """Scan ``path`` in the background; the views update when the scan ends."""
         self.tabs.setCurrentIndex(TAB_DATASET)
-        self.statusBar().showMessage(f"Scanning {_dataset_name(path)}…")
+        self.statusBar().showMessage(f"Scanning {dataset_display_name(path)}…")
         self.browser.open_folder(str(path))
 
     @Slot(object)
@@ -263,7 +252,7 @@ class MainWindow(QMainWindow):
         settings.push_recent(settings.RECENT_DATASETS, str(scan.root))
         self._refresh_recent_menus()
         self.statusBar().showMessage(
-            f"Opened {_dataset_name(scan.root)}: {len(scan.class_names)} classes, {scan.num_images} images"
+            f"Opened {dataset_display_name(scan.root)}: {len(scan.class_names)} classes, {scan.num_images} images"
             + (f", {len(scan.problems)} problem files" if scan.problems else ""), 8000)
         self.dataset_opened.emit(scan)
         self._after_data_fix_rescan(scan)

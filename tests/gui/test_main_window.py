@@ -155,6 +155,9 @@ def test_status_bar_names_the_sample_dataset_and_other_folders_by_path(qtbot, wi
     message = window.statusBar().currentMessage()
     assert message.startswith("Opened the sample dataset: 5 classes")
     assert str(sample_dataset_path()) not in message
+    assert window.browser.header_label.text().startswith("<b>The sample dataset</b>")
+    assert window.browser.header_label.toolTip() == str(sample_dataset_path())  # the path is one hover away
     with qtbot.waitSignal(window.dataset_opened, timeout=60000):
         window.open_dataset(shapes_dataset)
     assert window.statusBar().currentMessage().startswith(f"Opened {shapes_dataset}: 3 classes")
+    assert window.browser.header_label.text().startswith(f"<b>{shapes_dataset}</b>")
