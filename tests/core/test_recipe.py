@@ -209,3 +209,11 @@ def test_training_under_a_budget_builds_the_budgets_widths(shapes_dataset):
     result = train(shapes_dataset, TrainingConfig(preset=preset, time_budget=3, seed=1))
     assert result.metadata["training"]["widths"] == [8, 16, 12]
     assert result.model.get_layer("group3b_conv").kernel.shape[-1] == 12
+
+
+def test_fast_cnn_goes_wide_from_thirty_minutes():
+    from imgcls_desktop.core.models import PRESETS, for_time_budget
+
+    preset = PRESETS["fast_cnn"]
+    assert for_time_budget(preset, 1799).widths == preset.widths == ()
+    assert for_time_budget(preset, 1800).widths == (64, 192, 192)
