@@ -84,8 +84,8 @@ PRESETS = {
             momentum=0.85,
             weight_decay=5e-5,
             label_smoothing=0.2,
-            # +0.2 to +0.4 points over flip alone in each of 9 paired CIFAR-10 runs
-            # (benchmarks/results/ablation-*.md), for 3x the inference work.
+            # +0.2 to +0.4 points over flip alone in each of 10 paired CIFAR-10 runs
+            # (benchmarks/results/ablation-epochs11-*.md, ablation-budget600-*.md), for 3x the inference work.
             tta="flip_translate",
             augmentation=Augmentation(flip=True, translation=2 / 32),
             # At 30 minutes the twice-as-wide net (13 epochs) beats the default one (37

@@ -31,6 +31,13 @@ def views_per_image(mode):
     return 2 * len(_VIEWS[mode]) if mode else 1
 
 
+def describe(mode):
+    """The views of ``mode`` in words, for people (the model summary), or None."""
+    words = {"flip": "the image and its mirror",
+             "flip_translate": "the image, its mirror and 1-pixel shifts of both"}.get(mode)
+    return f"{words} ({views_per_image(mode)} views)" if words else None
+
+
 def _shifted(ops, x, shift):
     if shift == 0:
         return x

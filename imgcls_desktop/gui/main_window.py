@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from .. import APP_NAME, __version__
+from ..core import tta
 from ..resources import dataset_display_name, resource_path, sample_dataset_path, user_data_dir
 from . import settings
 from .dataset_browser import DatasetBrowser
@@ -392,10 +393,9 @@ class MainWindow(QMainWindow):
         ]
         if summary.get("forward_mflops"):
             lines.insert(4, f"<b>Compute:</b> {summary['forward_mflops']:g} MFLOP per image")
-        views = {"flip": "the image and its mirror (2 views)",
-                 "flip_translate": "the image, its mirror and 1-pixel shifts of both (6 views)"}
-        if summary.get("test_time_augmentation") in views:
-            lines.append(f"<b>Answers with:</b> the mean of {views[summary['test_time_augmentation']]}")
+        views = tta.describe(summary.get("test_time_augmentation"))
+        if views:
+            lines.append(f"<b>Answers with:</b> the mean of {views}")
         if summary.get("best_val_accuracy") is not None:
             lines.append(f"<b>Best validation accuracy:</b> {summary['best_val_accuracy']:.3f}")
         if history.get("loss"):

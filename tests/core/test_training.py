@@ -52,12 +52,14 @@ def test_cached_images_still_report_reading(shapes_dataset):
     from imgcls_desktop.core import pipeline
 
     config = TrainingConfig(preset="tutorial_cnn", epochs=1, seed=4)
-    train(shapes_dataset, config)
     events = []
-    train(shapes_dataset, config, on_progress=events.append)  # decoded pixels come from the cache
+    try:
+        train(shapes_dataset, config)
+        train(shapes_dataset, config, on_progress=events.append)  # decoded pixels come from the cache
+    finally:
+        pipeline.clear_cache()
     decoded = [e for e in events if e.kind == "decode"]
     assert len(decoded) == 1 and decoded[0].fraction_done == 1.0
-    pipeline.clear_cache()
 
 
 def test_same_seed_gives_same_split_and_weights(shapes_dataset):
