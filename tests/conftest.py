@@ -47,6 +47,18 @@ def trained(shapes_split_dataset, tmp_path_factory):
     return result, path
 
 
+@pytest.fixture
+def nobody_tmp_path():
+    """A temporary folder the unprivileged user of ``unprivileged.run_as_nobody`` owns."""
+    import shutil
+
+    from unprivileged import nobody_folder
+
+    folder = nobody_folder()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def cifar10_root(tmp_path_factory):
     """CIFAR-10 unpacked from ../shared (skips cleanly when the archive is absent)."""

@@ -76,18 +76,49 @@ def test_save_replaces_only_a_complete_file(trained, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
 
 
-def test_save_into_read_only_folder_says_so(trained, tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root ignores folder permissions")
-    result, _ = trained
-    folder = tmp_path / "ro"
+READ_ONLY_SAVE = """
+import json, os, sys
+from imgcls_desktop.core.errors import ModelFileError
+from imgcls_desktop.core.model_io import load_model, save_model
+
+loaded = load_model(sys.argv[1])
+try:
+    save_model(loaded.model, sys.argv[2], {"class_names": loaded.class_names})
+    outcome = "saved"
+except ModelFileError as exc:
+    outcome = str(exc)
+print(json.dumps({"euid": os.geteuid(), "outcome": outcome}))
+"""
+
+
+def test_save_into_read_only_folder_says_so(trained, nobody_tmp_path):
+    # Root ignores folder permissions, so the save runs as an unprivileged user.
+    import shutil
+    import sys
+
+    from unprivileged import run_as_nobody
+
+    _, path = trained
+    source = shutil.copy(path, nobody_tmp_path / "source.keras")
+    folder = nobody_tmp_path / "ro"
     folder.mkdir()
-    folder.chmod(0o500)
+    previous = shutil.copy(path, folder / "m.keras")
+    for copy in (source, previous):  # saves are created 0600, private to root
+        os.chmod(copy, 0o644)
+    before = (folder / "m.keras").read_bytes()
+    folder.chmod(0o555)
     try:
-        with pytest.raises(ModelFileError, match="writable"):
-            save_model(result.model, folder / "m.keras", result.metadata)
+        done = run_as_nobody([sys.executable, "-c", READ_ONLY_SAVE, source, previous],
+                             cwd=nobody_tmp_path)
     finally:
-        folder.chmod(0o700)
+        folder.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["euid"] != 0
+    assert "writable" in report["outcome"] and "unchanged" in report["outcome"], report
+    assert str(folder) in report["outcome"]
+    assert (folder / "m.keras").read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["m.keras"]
 
 
 def test_refuses_non_keras_inputs(tmp_path):
