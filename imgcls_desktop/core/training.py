@@ -318,6 +318,9 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
         DatasetError: the dataset cannot be trained on (the message says why).
         TrainingError: training diverged, or was stopped before any epoch finished.
     """
+    from .run_checks import check_training_run
+
+    check_training_run(config, dataset)  # ranges and memory, before any work (issue 17)
     keras = keras_module()
     config = config or TrainingConfig()
     batch_chosen = config.batch_size is not None
