@@ -7,11 +7,20 @@ file of fixed-size records under the user's cache folder, keyed by the dataset's
 on the same folder skips decoding entirely. Records are read back with ``os.pread``,
 not ``mmap``: pages of a mapped file count towards the process's resident memory as
 an epoch touches them, pages read through the page cache do not.
+
+A cache file is untrusted when it is read back: a disk error, a crash or another program
+may have changed it. Each data file's metadata (``KEY.json``) holds a CRC-32 of every
+8 MiB chunk; a data file is verified against them each time it is opened (about a second
+per 500 MB; see :func:`decode_to_disk`), and the metadata itself is checked field by
+field. Anything that does not match is decoded again, with a warning naming the file.
 """
 
 import hashlib
 import json
+import logging
+import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +28,11 @@ import numpy as np
 from .errors import ImageError
 from .images import load_image
 
-_FORMAT = "imgcls-decoded/1"
+log = logging.getLogger("imgcls")
+
+_FORMAT = "imgcls-decoded/2"  # /1 had no checksums; its files are never read (another key)
+CHUNK_BYTES = 8 * 1024**2
+_MAX_META_BYTES = 256 * 1024**2  # a million labels and problems fit many times over
 
 
 def cache_dir():
@@ -94,7 +107,7 @@ class DiskImages:
 
 def decode_to_disk(items, image_size, stat_keys, *, on_progress=None, stop_event=None,
                    cancelled=Exception):
-    """Decode ``items`` into a cache file (or reuse a complete one).
+    """Decode ``items`` into a cache file (or reuse a complete, verified one).
 
     Returns ``(DiskImages, labels int32, problems)`` like ``pipeline.decode_items``.
     Raises ``cancelled`` (an exception class) when ``stop_event`` is set.
@@ -103,7 +116,10 @@ def decode_to_disk(items, image_size, stat_keys, *, on_progress=None, stop_event
     folder.mkdir(parents=True, exist_ok=True)
     key = cache_key(items, image_size, stat_keys)
     data_path, meta_path = folder / f"{key}.u8", folder / f"{key}.json"
-    meta = _read_meta(meta_path, data_path, image_size)
+    meta, reason = read_meta(meta_path, data_path, image_size, items)
+    if meta is None and reason is not None:
+        log.warning("The decoded-image cache %s is unusable (%s); decoding the images again.",
+                    reason[0], reason[1])
     if meta is None:
         meta = _decode(items, image_size, data_path, meta_path, on_progress, stop_event, cancelled)
         prune(folder, keep={data_path.name, meta_path.name})
@@ -136,21 +152,85 @@ def prune(folder, keep=(), max_bytes=None):
         total -= size
 
 
-def _read_meta(meta_path, data_path, image_size):
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_meta(meta_path, data_path, image_size, items):
+    """``(meta, None)`` for a cache entry that is whole and matches its checksums, else
+    ``(None, reason)``: ``reason`` is None when there is simply no entry yet, or
+    ``(file, what is wrong)`` when one exists but cannot be trusted."""
+    if not meta_path.exists() and not data_path.exists():
+        return None, None
     try:
-        meta = json.loads(meta_path.read_text())
+        if meta_path.stat().st_size > _MAX_META_BYTES:
+            return None, (meta_path, "its metadata file is far larger than any this app writes")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, (meta_path, "its metadata file is missing")
+    except (OSError, ValueError, RecursionError) as exc:
+        return None, (meta_path, f"its metadata is not valid JSON: {type(exc).__name__}")
+    problem = _meta_problem(meta, image_size, items)
+    if problem is not None:
+        return None, (meta_path, problem)
+    try:
         size = data_path.stat().st_size
-    except (OSError, ValueError):
-        return None
-    record = image_size * image_size * 3
-    if meta.get("format") != _FORMAT or size != len(meta.get("labels", ())) * record:
-        return None  # torn or foreign: decode again
-    return meta
+    except OSError:
+        return None, (data_path, "the data file is missing or unreadable")
+    if size != len(meta["labels"]) * image_size * image_size * 3:
+        return None, (data_path, f"the data file holds {size} bytes, not the "
+                                 f"{len(meta['labels']) * image_size * image_size * 3} its metadata says")
+    checksums = meta["checksums"]["crc32"]
+    if len(checksums) != math.ceil(size / CHUNK_BYTES):
+        return None, (meta_path, "its checksum list does not cover the data file")
+    bad = _first_bad_chunk(data_path, checksums)
+    if bad is not None:
+        return None, (data_path, bad)
+    return meta, None
+
+
+def _meta_problem(meta, image_size, items):
+    """What is wrong with a metadata document (malformed, wrong types or shapes), or None."""
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        return f"its metadata is not {_FORMAT} metadata"
+    if meta.get("image_size") != image_size or not _is_int(meta.get("image_size")):
+        return "its metadata is for another image size"
+    labels, problems = meta.get("labels"), meta.get("problems")
+    if not isinstance(labels, list) or not isinstance(problems, list):
+        return "its metadata lacks the labels or problems lists"
+    if len(labels) + len(problems) != len(items):
+        return f"its metadata accounts for {len(labels) + len(problems)} images, not {len(items)}"
+    known = {int(item.label) for item in items}
+    if not all(_is_int(label) and label in known for label in labels):
+        return "its metadata holds labels that are not the dataset's"
+    if not all(isinstance(row, list) and len(row) == 2 and all(isinstance(v, str) for v in row)
+               for row in problems):
+        return "its metadata holds malformed problem rows"
+    checksums = meta.get("checksums")
+    if (not isinstance(checksums, dict) or checksums.get("chunk_bytes") != CHUNK_BYTES
+            or not isinstance(checksums.get("crc32"), list)
+            or not all(_is_int(v) and 0 <= v < 2**32 for v in checksums["crc32"])):
+        return "its metadata has no valid checksums"
+    return None
+
+
+def _first_bad_chunk(data_path, checksums):
+    """None when every chunk of ``data_path`` matches ``checksums``, else what differs."""
+    try:
+        with open(data_path, "rb") as data:
+            for index, expected in enumerate(checksums):
+                chunk = data.read(CHUNK_BYTES)
+                if zlib.crc32(chunk) != expected:
+                    return (f"bytes {index * CHUNK_BYTES}-{index * CHUNK_BYTES + len(chunk)} do not "
+                            "match their checksum (changed or damaged since they were written)")
+    except OSError as exc:
+        return f"the data file cannot be read: {exc.strerror or exc}"
+    return None
 
 
 def _decode(items, image_size, data_path, meta_path, on_progress, stop_event, cancelled):
     partial = data_path.with_name(data_path.name + f".{os.getpid()}.partial")
-    labels, problems = [], []
+    labels, problems, checksums = [], [], _ChunkChecksums()
     try:
         with open(partial, "wb") as out:
             for index, item in enumerate(items):
@@ -161,7 +241,9 @@ def _decode(items, image_size, data_path, meta_path, on_progress, stop_event, ca
                 except ImageError as exc:
                     problems.append((exc.path, exc.reason))
                     continue
-                out.write(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+                record = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+                out.write(record)
+                checksums.update(record)
                 labels.append(int(item.label))
                 if on_progress is not None and (index % 64 == 0 or index == len(items) - 1):
                     on_progress(index + 1, len(items))
@@ -172,8 +254,30 @@ def _decode(items, image_size, data_path, meta_path, on_progress, stop_event, ca
         if partial.exists():
             partial.unlink()
     meta = {"format": _FORMAT, "image_size": image_size, "labels": labels,
-            "problems": [list(problem) for problem in problems]}
+            "problems": [list(problem) for problem in problems],
+            "checksums": {"chunk_bytes": CHUNK_BYTES, "crc32": checksums.finish()}}
     tmp = meta_path.with_name(meta_path.name + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(meta))
     os.replace(tmp, meta_path)  # written last: its presence means the data file is whole
     return meta
+
+
+class _ChunkChecksums:
+    """CRC-32 of each ``CHUNK_BYTES`` chunk of a stream written in pieces of any size."""
+
+    def __init__(self):
+        self.done, self.crc, self.filled = [], 0, 0
+
+    def update(self, data):
+        view = memoryview(data)
+        while len(view):
+            take = min(len(view), CHUNK_BYTES - self.filled)
+            self.crc = zlib.crc32(view[:take], self.crc)
+            self.filled += take
+            view = view[take:]
+            if self.filled == CHUNK_BYTES:
+                self.done.append(self.crc)
+                self.crc, self.filled = 0, 0
+
+    def finish(self):
+        return self.done + ([self.crc] if self.filled else [])
