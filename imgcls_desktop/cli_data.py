@@ -3,11 +3,20 @@
 A thin shell over :mod:`core.data_fixes`. :func:`add_commands` registers the verbs on
 ``imgcls``'s sub-parsers; :data:`COMMANDS` maps each verb to its function, which returns the
 exit status (0 done; 3 done but some inputs failed; 2 usage error; 1 nothing could be done).
+
+Warnings about the journal (lines skipped, entries refused) are logged by core on every
+read; :func:`_printing_journal_warnings` prints each distinct one once per command, on
+stderr. Names that are not valid UTF-8 are printed escaped (:func:`core.names.display_name`).
 """
 
+import contextlib
+import functools
 import json
+import logging
 import sys
 from pathlib import Path
+
+from .core.names import display_name
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -41,17 +50,43 @@ def add_commands(subparsers, common_parent):
 
 
 def _usage(message):
-    print(f"imgcls: error: {message}", file=sys.stderr)
+    print(f"imgcls: error: {display_name(message)}", file=sys.stderr)
     return EXIT_USAGE
 
 
+class _OncePerMessage(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.seen = set()
+
+    def emit(self, record):
+        message = record.getMessage()
+        if message not in self.seen:
+            self.seen.add(message)
+            print(f"imgcls: warning: {display_name(message)}", file=sys.stderr)
+
+
+def _printing_journal_warnings(command):
+    """Run ``command`` printing each distinct journal warning once (a verb reads it several times)."""
+    @functools.wraps(command)
+    def wrapper(args):
+        logger, handler = logging.getLogger("imgcls.journal"), _OncePerMessage()
+        logger.addHandler(handler)
+        try:
+            return command(args)
+        finally:
+            logger.removeHandler(handler)
+    return wrapper
+
+
 def _describe(entry):
+    source, target = display_name(entry["source"]), display_name(entry["target"])
     if entry["action"] == "move":
-        return f"{entry['source']} -> {entry['target']} (class {entry['class']})"
+        return f"{source} -> {target} (class {display_name(entry['class'])})"
     if entry["action"] == "quarantine":
-        reason = f" ({entry['reason']})" if entry.get("reason") else ""
-        return f"{entry['source']} -> quarantine{reason}"
-    return f"{entry['source']} -> {entry['target']} (undo)"
+        reason = f" ({display_name(entry['reason'])})" if entry.get("reason") else ""
+        return f"{source} -> quarantine{reason}"
+    return f"{source} -> {target} (undo)"
 
 
 def cmd_move(args):
@@ -81,9 +116,9 @@ def cmd_move(args):
     if args.json:
         print(json.dumps({"root": str(args.dataset), "moved": moved, "errors": errors}, indent=1))
     elif moved:
-        print(f"{len(moved)} image(s) moved; 'imgcls undo {args.dataset}' puts the last one back")
+        print(f"{len(moved)} image(s) moved; 'imgcls undo {display_name(args.dataset)}' puts the last one back")
     for error in errors:
-        print(f"imgcls: {error['error']}", file=sys.stderr)
+        print(f"imgcls: {display_name(error['error'])}", file=sys.stderr)
     if not moved:
         return EXIT_FAILED
     return EXIT_PARTIAL if errors else EXIT_OK
@@ -107,15 +142,16 @@ def cmd_undo(args):
         undone.append(entry)
         if not args.json:
             original = entry["original"]
-            print(f"undid the {original['action']} of {original['source']} (back from {original['target']})")
+            print(f"undid the {original['action']} of {display_name(original['source'])} "
+                  f"(back from {display_name(original['target'])})")
     remaining = len(data_fixes.undoable_entries(args.dataset))
     if args.json:
         print(json.dumps({"root": str(args.dataset), "undone": undone, "remaining": remaining, "error": error},
                          indent=1))
     elif not undone and error is None:
-        print(f"nothing to undo in {args.dataset}")
+        print(f"nothing to undo in {display_name(args.dataset)}")
     if error is not None:
-        print(f"imgcls: error: {error}", file=sys.stderr)
+        print(f"imgcls: error: {display_name(error)}", file=sys.stderr)
     if not undone:
         return EXIT_FAILED
     return EXIT_PARTIAL if error is not None else EXIT_OK
@@ -131,13 +167,14 @@ def cmd_journal(args):
                           "entries": entries, "undoable": undoable}, indent=1))
         return EXIT_OK
     if not entries:
-        print(f"no moves recorded in {args.dataset}")
+        print(f"no moves recorded in {display_name(args.dataset)}")
         return EXIT_OK
     for entry in entries:
         state = entry["status"] + (", undone" if entry["undone"] else "")
-        print(f"{entry['time']}  {entry['action']:10s} {_describe(entry)}  [{state}]")
-    print(f"{undoable} move(s) can be undone ('imgcls undo {args.dataset}')")
+        print(f"{display_name(entry['time'])}  {entry['action']:10s} {_describe(entry)}  [{state}]")
+    print(f"{undoable} move(s) can be undone ('imgcls undo {display_name(args.dataset)}')")
     return EXIT_OK
 
 
-COMMANDS = {"move": cmd_move, "undo": cmd_undo, "journal": cmd_journal}
+COMMANDS = {name: _printing_journal_warnings(command)
+            for name, command in {"move": cmd_move, "undo": cmd_undo, "journal": cmd_journal}.items()}

@@ -9,12 +9,23 @@ unaccounted for, and undo works from any later process. Undo is a journaled move
 
 The ``.imgcls`` folder is hidden, which the dataset scanner skips (``images.is_ignored_name``),
 so quarantined images leave the dataset without leaving the disk.
+
+The journal travels with the dataset (zipped, shared, downloaded), so it is untrusted input.
+Every read checks each line's shape (wrong types, missing fields, garbage: skipped) and
+confines each recorded path: relative, no ``..``, and, symbolic links resolved
+(``os.path.realpath``), inside the dataset root, in a class folder (by the scanner's own
+rule, :func:`dataset.find_class_folders`) or the quarantine. An entry that fails is refused:
+never listed, settled or undone. Each read logs one warning (logger ``imgcls.journal``)
+naming the journal and how many lines were skipped or refused. The journal, the
+``.imgcls`` folder and the quarantine must not be links: nothing is read or written
+through one. Names that are not valid UTF-8 are kept with the escape of :mod:`core.names`.
 """
 
 import contextlib
 import errno
 import filecmp
 import json
+import logging
 import os
 import shutil
 import threading
@@ -22,10 +33,13 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from .dataset import SPLIT_FOLDER_KEYS
+from .dataset import SPLIT_FOLDER_KEYS, find_class_folders
 from .errors import DatasetError, ImageError
 from .images import SUPPORTED_EXTENSIONS, is_ignored_name
 from .model_io import fsync_folder
+from .names import display_name, json_text
+
+log = logging.getLogger("imgcls.journal")
 
 STATE_FOLDER = ".imgcls"
 JOURNAL_NAME = "journal.jsonl"
@@ -33,6 +47,9 @@ QUARANTINE_FOLDER = f"{STATE_FOLDER}/quarantine"
 _LOCK_NAME = "journal.lock"
 _PARTIAL_SUFFIX = ".imgcls-partial"
 ACTIONS = ("move", "quarantine", "undo")
+_OUTCOMES = ("done", "abandoned")
+_TEXT_FIELDS = ("class", "from_class", "reason", "undoes", "note")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 # One process may run a move from the window and one from a worker; the file lock (where
 # the platform has one) also keeps the window and an `imgcls move` from interleaving.
@@ -59,8 +76,13 @@ def _relative(root, path):
     not found as given (so paths printed by ``imgcls journal`` work too)."""
     given = Path(path)
     candidate = Path(os.path.abspath(given))
-    if not candidate.exists() and not given.is_absolute() and (root / given).exists():
-        candidate = Path(os.path.abspath(root / given))
+    if not os.path.lexists(candidate):
+        inside = Path(os.path.abspath(root / given))
+        if given.is_absolute() or not os.path.lexists(inside):
+            looked = str(candidate) if given.is_absolute() else f"{candidate} or {inside}"
+            raise ImageError(path, f"file not found (looked for {looked}); it may have been moved "
+                                   "or deleted already")
+        candidate = inside
     try:
         relative = candidate.relative_to(root)
     except ValueError:
@@ -73,33 +95,21 @@ def _relative(root, path):
     return candidate, PurePosixPath(relative.as_posix())
 
 
-def _is_split_layout(root):
-    with os.scandir(root) as entries:
-        return any(entry.name.lower() == "train" and not is_ignored_name(entry.name) and entry.is_dir()
-                   for entry in entries)
-
-
-def _subfolders(folder):
+def _class_folders(root):
     try:
-        with os.scandir(folder) as entries:
-            return sorted(entry.name for entry in entries if not is_ignored_name(entry.name) and entry.is_dir())
-    except OSError:
-        return []
+        return find_class_folders(root)
+    except OSError as exc:
+        raise DatasetError(f"Cannot read the folder {root}: {exc.strerror or exc}.") from None
 
 
 def dataset_class_names(root) -> list[str]:
     """The class folder names of the dataset at ``root`` (flat or split layout), sorted.
 
-    The same rule the scanner applies, without decoding any image.
+    The scanner's rule (:func:`dataset.find_class_folders`), without decoding any image: a
+    link back to the root or to a folder already found is not a class.
     """
     root = _root(root)
-    if not _is_split_layout(root):
-        return _subfolders(root)
-    names = set()
-    for split in _subfolders(root):
-        if split.lower() in SPLIT_FOLDER_KEYS:
-            names.update(_subfolders(root / split))
-    return sorted(names)
+    return sorted({folder.name for folders in _class_folders(root).values() for folder in folders})
 
 
 def _locate(root, path):
@@ -117,14 +127,19 @@ def _locate(root, path):
     if absolute.suffix.lower() not in SUPPORTED_EXTENSIONS:
         raise ImageError(path, "is not an image file (supported: "
                                f"{', '.join(sorted(SUPPORTED_EXTENSIONS))}); only images can be moved")
-    split_layout = _is_split_layout(root)
+    folders = _class_folders(root)
+    split_layout = "all" not in folders
     depth = 3 if split_layout else 2
     where = "train|val|test/<class>/" if split_layout else "<class>/"
     if len(parts) < depth:
         raise ImageError(path, f"is not inside a class folder of {root} (expected {where}<image>)")
+    if split_layout and parts[0].lower() not in SPLIT_FOLDER_KEYS:
+        raise ImageError(path, f"is in {parts[0]}/, which is not a split folder (train, val or test)")
+    class_folder = root.joinpath(*parts[:depth - 1])
+    if class_folder not in {folder for found in folders.values() for folder in found}:
+        raise ImageError(path, f"is in {class_folder}, which is not a class folder of {root} (a link "
+                               "back to the dataset or to a folder already in it is skipped as a loop)")
     if split_layout:
-        if parts[0].lower() not in SPLIT_FOLDER_KEYS:
-            raise ImageError(path, f"is in {parts[0]}/, which is not a split folder (train, val or test)")
         return absolute, relative, parts[0], parts[1]
     return absolute, relative, "", parts[0]
 
@@ -146,10 +161,36 @@ def _now():
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _linked_state(root):
+    """The first of ``.imgcls``, its journal, lock or quarantine that is a symbolic link, or None.
+
+    A dataset may arrive with any of them planted as a link to somewhere else; reading or
+    writing through it would read or write outside the dataset.
+    """
+    folder = root / STATE_FOLDER
+    for path in (folder, folder / JOURNAL_NAME, folder / _LOCK_NAME, root / QUARANTINE_FOLDER):
+        if os.path.islink(path):
+            return path
+    return None
+
+
+def _linked_state_error(link):
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "somewhere else"
+    return DatasetError(
+        f"{link} is a symbolic link (to {display_name(target)}); imgcls keeps its move journal and "
+        "quarantine inside the dataset folder only, and never reads or writes through a link. "
+        "Remove the link (it did not come from imgcls) and try again.")
+
+
 def _append(root, record):
     path = journal_path(root)
-    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-    with open(path, "a+b") as handle:
+    line = (json_text(record) + "\n").encode("utf-8")
+    # O_NOFOLLOW: a link planted between the check and the write is refused, not followed.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | _NOFOLLOW | getattr(os, "O_BINARY", 0), 0o644)
+    with os.fdopen(fd, "a+b") as handle:
         handle.seek(0, os.SEEK_END)
         if handle.tell():
             handle.seek(-1, os.SEEK_END)
@@ -161,24 +202,140 @@ def _append(root, record):
         os.fsync(handle.fileno())
 
 
-def _read_records(root):
+def _well_formed(record):
+    """Whether one parsed journal line has the shape this module writes (types included)."""
+    if not isinstance(record, dict):
+        return False
+    if not all(isinstance(record.get(key), str) for key in ("id", "op", "time")) or not record["id"]:
+        return False
+    if any(key in record and not isinstance(record[key], str) for key in _TEXT_FIELDS):
+        return False
+    if record["op"] in _OUTCOMES:
+        return True
+    if record["op"] != "intent" or record.get("action") not in ACTIONS:
+        return False
+    if not (isinstance(record.get("source"), str) and isinstance(record.get("target"), str)):
+        return False
+    required = {"move": "class", "undo": "undoes"}.get(record["action"])
+    return required is None or required in record
+
+
+class _Confinement:
+    """Where journal paths may lead in one dataset: its class folders and its quarantine."""
+
+    def __init__(self, root):
+        self.root = root
+        self.real_root = os.path.realpath(root)
+        try:
+            folders = find_class_folders(root)
+        except (DatasetError, OSError):
+            folders = {}
+        self.split_layout = "all" not in folders and bool(folders)
+        self.class_folders = {folder for found in folders.values() for folder in found}
+        self.class_names = {folder.name for folder in self.class_folders}
+
+    def _shape_ok(self, parts, split_layout):
+        """Whether relative ``parts`` name an image in a class folder or the quarantine."""
+        if tuple(parts[:2]) == (STATE_FOLDER, "quarantine"):
+            home, rest = (), parts[2:]
+        elif split_layout:
+            if not parts or parts[0].lower() not in SPLIT_FOLDER_KEYS:
+                return False
+            home, rest = parts[:2], parts[2:]
+        else:
+            home, rest = parts[:1], parts[1:]
+        return (bool(rest) and not any(is_ignored_name(part) for part in (*home, *rest))
+                and os.path.splitext(rest[-1])[1].lower() in SUPPORTED_EXTENSIONS)
+
+    def allows(self, text):
+        """Whether the journal path ``text`` may be acted on (see the module docstring)."""
+        if not text or "\0" in text:
+            return False
+        posix, native = PurePosixPath(text), Path(text)
+        if posix.is_absolute() or native.is_absolute() or native.anchor or \
+                ".." in posix.parts or ".." in native.parts:
+            return False
+        parts = posix.parts
+        if not self._shape_ok(parts, self.split_layout):
+            return False
+        if parts[0] != STATE_FOLDER:
+            depth = 2 if self.split_layout else 1
+            home = self.root.joinpath(*parts[:depth])
+            # An existing class folder must be one the scanner reads (not a link loop); a
+            # missing one may be made again, as a move does, only for a class of the dataset.
+            if home not in self.class_folders and (os.path.lexists(home) or parts[depth - 1] not in self.class_names):
+                return False
+        try:  # where it really leads, every link resolved
+            real = Path(os.path.realpath(self.root / native)).relative_to(self.real_root)
+        except (ValueError, OSError):
+            return False
+        return self._shape_ok(PurePosixPath(real.as_posix()).parts, self.split_layout)
+
+
+def _read_records(root, warn=True):
+    """The journal's records, each checked for shape and confinement (see the module docstring).
+
+    Lines that are not records are skipped, intents whose paths lead outside the class
+    folders and quarantine are refused with their outcomes; both are reported in one
+    warning per read (when ``warn``). A line cut short by a crash is skipped quietly: its
+    move is settled from the disk.
+    """
+    path = journal_path(root)
+    link = _linked_state(root)
+    if link is not None:
+        if warn:
+            log.warning("%s", _linked_state_error(link))
+        return []
     try:
-        with open(journal_path(root), "rb") as handle:
+        with open(path, "rb") as handle:
             lines = handle.read().splitlines()
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise DatasetError(f"Cannot read the move journal {journal_path(root)}: "
+        raise DatasetError(f"Cannot read the move journal {path}: "
                            f"{exc.strerror or exc}.") from None
-    records = []
+    records, skipped, refused = [], 0, []
+    confinement = None
     for line in lines:
+        if not line.strip():
+            continue
         try:
             record = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            continue  # a line torn by a crash: its move is settled from its intent alone
-        if isinstance(record, dict) and isinstance(record.get("id"), str):
-            records.append(record)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            if not line.lstrip().startswith(b"{"):
+                skipped += 1
+            continue  # "{..." cut short: a line torn by a crash, settled from its intent
+        if not _well_formed(record):
+            skipped += 1
+            continue
+        if record["op"] == "intent":
+            confinement = confinement or _Confinement(root)
+            if not (confinement.allows(record["source"]) and confinement.allows(record["target"])):
+                refused.append(record["id"])
+                continue
+        records.append(record)
+    if refused:
+        refused_ids = set(refused)
+        records = [record for record in records if record["id"] not in refused_ids]
+    if warn and (skipped or refused):
+        _warn_about(path, root, skipped, refused)
     return records
+
+
+def _warn_about(path, root, skipped, refused):
+    found = []
+    if skipped:
+        found.append(f"skipped {skipped} line(s) that are not move records (missing fields, wrong "
+                     "types, or not JSON)")
+    if refused:
+        shown = ", ".join(display_name(entry_id[:40]) for entry_id in refused[:3])
+        more = f" and {len(refused) - 3} more" if len(refused) > 3 else ""
+        found.append(f"refused {len(refused)} entry(ies) ({shown}{more}) whose paths lead outside the "
+                     f"class folders and quarantine of {display_name(root)}; they are never listed, "
+                     "settled or undone")
+    log.warning("The move journal %s: %s. A journal that came with a shared or downloaded dataset may "
+                "have been edited by someone else: remove those lines, or delete the journal to forget "
+                "every recorded move (no image moves).", display_name(path), "; ".join(found))
 
 
 def _disk_outcome(root, intent):
@@ -190,7 +347,8 @@ def _disk_outcome(root, intent):
     if at_source and not at_target:
         return "abandoned", "interrupted before the file moved; it stayed where it was"
     if at_source and at_target:
-        if os.path.isfile(source) and os.path.isfile(target) and filecmp.cmp(source, target, shallow=False):
+        if os.path.isfile(source) and os.path.isfile(target) and not os.path.samefile(source, target) \
+                and filecmp.cmp(source, target, shallow=False):
             return "duplicate", "interrupted between copying and removing the original"
         return "conflict", f"both {intent['source']} and {intent['target']} exist; nothing was changed"
     return "missing", "the file is in neither place; it was moved or deleted outside imgcls"
@@ -207,7 +365,7 @@ def _entries(root, records):
             entry["undone"] = False
             by_id[record["id"]] = entry
             entries.append(entry)
-        elif kind in ("done", "abandoned") and record["id"] in by_id:
+        elif kind in _OUTCOMES and record["id"] in by_id:
             entry = by_id[record["id"]]
             entry["status"] = kind
             if record.get("note"):
@@ -249,9 +407,12 @@ def undoable_entries(root) -> list[dict]:
 @contextlib.contextmanager
 def _locked(root):
     folder = root / STATE_FOLDER
+    link = _linked_state(root)
+    if link is not None:
+        raise _linked_state_error(link)
     try:
         folder.mkdir(exist_ok=True)
-        handle = open(folder / _LOCK_NAME, "a+b")
+        handle = os.fdopen(os.open(folder / _LOCK_NAME, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644), "r+b")
     except OSError as exc:
         raise DatasetError(f"Cannot write the move journal in {folder}: {exc.strerror or exc}. "
                            "Moving images needs a dataset folder you can write to.") from None
@@ -271,9 +432,9 @@ def _locked(root):
 
 def _settle_pending(root, records):
     """Write the outcome of every intent a crash left open (called under the lock)."""
-    closed = {record["id"] for record in records if record.get("op") in ("done", "abandoned")}
+    closed = {record["id"] for record in records if record["op"] in _OUTCOMES}
     for record in records:
-        if record.get("op") != "intent" or record["id"] in closed:
+        if record["op"] != "intent" or record["id"] in closed:
             continue
         closed.add(record["id"])
         target = root / record["target"]
@@ -413,7 +574,7 @@ def undo(root) -> dict | None:
     with _locked(root):
         records = _read_records(root)
         _settle_pending(root, records)
-        candidates = [entry for entry in reversed(_entries(root, _read_records(root)))
+        candidates = [entry for entry in reversed(_entries(root, _read_records(root, warn=False)))
                       if entry["action"] != "undo" and entry["status"] == "done" and not entry["undone"]]
         if not candidates:
             return None

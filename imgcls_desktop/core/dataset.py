@@ -51,6 +51,8 @@ class DatasetScan:
         problems: Every file excluded, with its reason.
         duplicates: Groups (two or more paths) of byte-identical usable images.
         split_folders: The folders each split was read from (``{"all": [root]}`` for flat).
+        warnings: Things that work here but not everywhere, one sentence each (class
+            folder names that differ only in letter case).
     """
 
     root: Path
@@ -60,6 +62,7 @@ class DatasetScan:
     problems: list[Problem] = field(default_factory=list)
     duplicates: list[list[str]] = field(default_factory=list)
     split_folders: dict[str, list[Path]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Usable images per split per class, classes with none included as 0."""
@@ -114,6 +117,34 @@ class DatasetScan:
             return math.inf
         return max(counts) / min(counts)
 
+    def balance_note(self, threshold=3.0) -> str | None:
+        """One line on class balance for people, or None when the largest class is at most
+        ``threshold`` times the smallest.
+
+        A class with no usable training image is named with the reason (its folder could
+        not be read, or all its files were problems) instead of an infinite ratio.
+        """
+        split = self.training_split_name()
+        counts = self.counts().get(split, {})
+        empty = [name for name, count in counts.items() if count == 0]
+        if empty:
+            return "no usable training image in: " + "; ".join(self._why_empty(split, name) for name in empty)
+        ratio = self.imbalance()
+        if ratio > threshold:
+            return f"imbalance: the largest class is {ratio:.1f}x the smallest"
+        return None
+
+    def _why_empty(self, split, name):
+        folder = _class_folder_text(self, split, name)
+        unreadable = [problem for problem in self.problems
+                      if problem.path in folder.split(", ") and problem.reason.startswith("folder could not")]
+        if unreadable:
+            return f"'{name}' (its folder {unreadable[0].path} {unreadable[0].reason[len('folder '):]})"
+        bad = _problems_under(self, folder)
+        if bad:
+            return f"'{name}' ({len(bad)} file(s) in {folder} could not be used)"
+        return f"'{name}' (no image files in {folder})"
+
     def to_dict(self) -> dict:
         """The JSON summary the CLI prints and the GUI shows."""
         return {
@@ -124,6 +155,7 @@ class DatasetScan:
             "num_images": self.num_images,
             "problems": [{"path": problem.path, "reason": problem.reason} for problem in self.problems],
             "duplicates": [list(group) for group in self.duplicates],
+            "warnings": list(self.warnings),
         }
 
 
@@ -258,6 +290,48 @@ def _find_duplicates(paths, stop_event):
     return sorted(sorted(group) for group in by_hash.values() if len(group) > 1)
 
 
+def _find_class_folders(root, visited, problems):
+    """``(split_folders, class_folders)``: the scanner's rule for what is a class folder.
+
+    Flat layout: ``({"all": [root]}, {"all": [class folders]})``; split layout: keyed by
+    ``train``/``val``/``test``. A folder reached twice (a link back to the root or to
+    another class folder) is a problem, not a class.
+    """
+    top_folders = _read_folder(root, visited, problems, "a class folder")
+    if not any(folder.name.lower() == "train" for folder in top_folders):
+        return {"all": [root]}, {"all": top_folders}
+    split_folders = {}
+    for folder in top_folders:
+        key = SPLIT_FOLDER_KEYS.get(folder.name.lower())
+        if key is None:
+            problems.append(Problem(str(folder), "folder is not a split folder (train, val or test); ignored"))
+        else:
+            split_folders.setdefault(key, []).append(folder)
+    split_folders = {key: split_folders[key] for key in _SPLIT_ORDER if key in split_folders}
+    class_folders = {
+        key: [path for folder in folders for path in _read_folder(folder, visited, problems, "a class folder")]
+        for key, folders in split_folders.items()
+    }
+    return split_folders, class_folders
+
+
+def find_class_folders(root) -> dict[str, list[Path]]:
+    """The class folders of the dataset at ``root``, by the same rule :func:`scan_dataset` applies.
+
+    Reads folder listings only, never an image. A link back to the root (or to a folder
+    already found) is not a class, exactly as the scanner skips it.
+
+    Returns:
+        ``{"all": [folders]}`` for the flat layout; ``{"train": [...], "val": [...],
+        "test": [...]}`` (the splits present) for the split layout.
+
+    Raises:
+        DatasetError: ``root`` or one of its split folders cannot be listed.
+    """
+    root = Path(root)
+    return _find_class_folders(root, {_dir_key(root)}, [])[1]
+
+
 def scan_dataset(root, *, validate=True, find_duplicates=True, on_progress=None, stop_event=None) -> DatasetScan:
     """Scan a dataset folder: find classes and images, validate them, find duplicates.
 
@@ -285,25 +359,8 @@ def scan_dataset(root, *, validate=True, find_duplicates=True, on_progress=None,
 
     problems = []
     visited = {_dir_key(root)}
-    top_folders = _read_folder(root, visited, problems, "a class folder")
-    is_split = any(folder.name.lower() == "train" for folder in top_folders)
-
-    split_folders = {}
-    if is_split:
-        for folder in top_folders:
-            key = SPLIT_FOLDER_KEYS.get(folder.name.lower())
-            if key is None:
-                problems.append(Problem(str(folder), "folder is not a split folder (train, val or test); ignored"))
-            else:
-                split_folders.setdefault(key, []).append(folder)
-        split_folders = {key: split_folders[key] for key in _SPLIT_ORDER if key in split_folders}
-        class_folders = {
-            key: [path for folder in folders for path in _read_folder(folder, visited, problems, "a class folder")]
-            for key, folders in split_folders.items()
-        }
-    else:
-        split_folders = {"all": [root]}
-        class_folders = {"all": top_folders}
+    split_folders, class_folders = _find_class_folders(root, visited, problems)
+    is_split = "all" not in split_folders
 
     class_names = sorted({folder.name for folders in class_folders.values() for folder in folders})
     if not class_names:
@@ -346,7 +403,23 @@ def scan_dataset(root, *, validate=True, find_duplicates=True, on_progress=None,
     if find_duplicates:
         duplicates = _find_duplicates([item.path for items in splits.values() for item in items], stop_event)
     return DatasetScan(root=root, layout="split" if is_split else "flat", class_names=class_names,
-                       splits=splits, problems=problems, duplicates=duplicates, split_folders=split_folders)
+                       splits=splits, problems=problems, duplicates=duplicates, split_folders=split_folders,
+                       warnings=case_collisions(class_names))
+
+
+def case_collisions(class_names) -> list[str]:
+    """One warning per group of class names that differ only in letter case (``Cat``, ``cat``).
+
+    Linux keeps them apart; Windows and macOS (case-insensitive file systems) make them one
+    folder, so the dataset changes meaning when it is copied there.
+    """
+    groups = {}
+    for name in class_names:
+        groups.setdefault(name.casefold(), []).append(name)
+    return [f"Class folders {' and '.join(repr(name) for name in sorted(group))} differ only in letter case: "
+            "they are separate classes here but collide on Windows and macOS (case-insensitive "
+            "file systems). Rename or merge them."
+            for group in groups.values() if len(group) > 1]
 
 
 def _class_folder_text(scan, split, class_name):

@@ -331,7 +331,8 @@ def test_to_dict_contract(tmp_path):
     (root / "train" / "circle" / "bad.png").touch()
     shutil.copy(root / "train" / "circle" / "circle_000.png", root / "test" / "square" / "dup.png")
     summary = scan_dataset(root).to_dict()
-    assert set(summary) == {"root", "layout", "class_names", "splits", "num_images", "problems", "duplicates"}
+    assert set(summary) == {"root", "layout", "class_names", "splits", "num_images", "problems", "duplicates",
+                            "warnings"}
     assert summary["root"] == str(root)
     assert summary["layout"] == "split"
     assert summary["class_names"] == ["circle", "square"]
