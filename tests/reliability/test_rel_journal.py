@@ -226,6 +226,19 @@ def test_lines_of_the_wrong_shape_are_skipped_with_one_warning(root, capsys, cap
     assert "unexpected" not in err
 
 
+def test_the_window_opens_a_folder_with_a_hostile_journal_and_undo_refuses(qtbot, window, root, outside,
+                                                                           error_dialogs):
+    plant(root, *done_move("w1", "circle/stolen.png", str(outside / "secret.png")), *BAD_LINES, raw=RAW_BAD)
+    before = snapshot(outside)
+    with qtbot.waitSignal(window.dataset_opened, timeout=60000):
+        window.open_dataset(root)
+    assert error_dialogs == []  # was "Something went wrong" (TypeError) on opening
+    assert not window.undo_move_action.isEnabled()
+    assert window.undo_move() is None  # Edit > Undo move: the same core, the same refusal
+    assert error_dialogs == [] and snapshot(outside) == before
+    assert not (root / "circle" / "stolen.png").exists()
+
+
 # -- case 5, journal side: names that are not valid UTF-8 ---------------------------------
 
 @pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="needs a file system that takes any bytes")
