@@ -1,6 +1,7 @@
 """The ``imgcls`` command: a thin shell over core.
 
-Exit status: 0 all done; 3 done but some inputs failed; 2 usage error; 1 nothing could be done.
+Exit status: 0 all done; 3 done but some inputs failed; 2 usage error; 1 nothing could be done;
+141 stdout was closed by its reader (``| head``), which ends the command quietly.
 """
 
 import argparse
@@ -15,6 +16,7 @@ from . import cli_history  # runs: the run history
 from . import cli_data  # move, undo, journal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a Unix tool whose reader went away
 
 
 class _Parser(argparse.ArgumentParser):
@@ -155,13 +157,15 @@ def cmd_inspect(args):
         print(f"  {'class':24s}" + "".join(f"{s:>8s}" for s in splits))
         for name in scan.class_names:
             print(f"  {name[:24]:24s}" + "".join(f"{counts[s].get(name, 0):8d}" for s in splits))
-        ratio = scan.imbalance()
-        if ratio > 3:
-            print(f"  imbalance: the largest class is {ratio:.1f}x the smallest")
+        note = scan.balance_note()  # never "infx": an empty or unreadable class is named
+        if note:
+            print(f"  {note}")
         for problem in scan.problems:
             print(f"  problem: {problem.path}: {problem.reason}")
         for group in scan.duplicates:
             print(f"  duplicates: {' = '.join(group)}")
+    for warning in scan.warnings:  # e.g. Cat/ and cat/: two classes here, one on Windows
+        print(f"imgcls: warning: {warning}", file=sys.stderr)
     if args.doctor:  # dataset doctor
         cli_insight.print_doctor(report["doctor"], text=not args.json)
         if report["doctor"]["errors"]:
@@ -389,6 +393,28 @@ COMMANDS["export"] = cmd_export
 
 
 def main(argv=None):
+    try:
+        try:
+            return _main(argv)
+        finally:
+            if sys.stdout is not None:
+                sys.stdout.flush()  # what is still buffered meets a closed pipe here, not at exit
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _closed_pipe():
+    """Whoever read stdout went away (``imgcls runs | head -1``): stop quietly, as Unix tools do."""
+    import os
+
+    try:  # the interpreter flushes stdout once more at exit: let that go nowhere, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    return EXIT_CLOSED_PIPE
+
+
+def _main(argv):
     from .frozen import prepare_process
 
     prepare_process()  # frozen build: freeze_support, stdout/stderr never None
@@ -410,6 +436,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("imgcls: interrupted", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:
+        raise  # not an error of ours: main() ends quietly
     except Exception as exc:  # anything unexpected still gets one line, traceback on --debug
         if args.debug:
             import traceback

@@ -13,6 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .core.names import display_name
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 _LIST_LIMIT = 20  # flipped or wrong images printed as text; --json has them all
 
@@ -114,7 +116,9 @@ def cmd_runs(args):
 
 def _warn_problems(problems):
     for file, reason in problems:
-        print(f"imgcls: warning: skipped the run file {file}: {reason}", file=sys.stderr)
+        remedy = f"; 'imgcls runs delete \"{Path(file).stem}\"' removes it" if file.endswith(".json") else ""
+        print(f"imgcls: warning: skipped the run file {display_name(file)}: {display_name(reason)}"
+              f"{display_name(remedy)}", file=sys.stderr)
 
 
 def _list(args):
@@ -243,19 +247,20 @@ def _number_text(value):
 
 
 def _delete(args):
-    from .core.history import delete_run, load_run, resolve_run_id
+    from .core.history import delete_run_file, load_run, resolve_run_file
 
-    run_id = resolve_run_id(args.run_id)
+    file = resolve_run_file(args.run_id)  # damaged files too: they are listed by name, never as runs
+    run_id = file.stem
     try:
         model_path = load_run(run_id).model_path
     except Exception:  # noqa: BLE001 - a damaged run file can still be deleted
         model_path = None
-    file = delete_run(run_id)
+    delete_run_file(file)
     if args.json:
         print(json.dumps({"deleted": run_id, "file": str(file), "model_kept": model_path}, indent=1))
     else:
-        kept = f"; its model {model_path} is kept" if model_path else ""
-        print(f"Deleted run {run_id}{kept}")
+        kept = f"; its model {display_name(model_path)} is kept" if model_path else ""
+        print(f"Deleted run {display_name(run_id)}{kept}")
     return EXIT_OK
 
 

@@ -316,16 +316,60 @@ def set_model_path(run_id, path):
 
 def delete_run(run_id):
     """Forget a run (its model file, wherever it is, is left alone). Returns the file removed."""
-    file = _run_file(run_id)
+    return delete_run_file(_run_file(run_id))
+
+
+def delete_run_file(file):
+    """Remove one run file of the runs folder, readable or damaged. Returns the file removed."""
+    file = Path(file)
     try:
         file.unlink()
     except FileNotFoundError:
-        raise UnknownRunError(f"No run {run_id} in {file.parent}.") from None
+        raise UnknownRunError(f"No run {file.stem} in {file.parent}.") from None
     except OSError as exc:
         raise HistoryError(f"Could not delete {file}: {exc.strerror or exc}.") from exc
     with _cache_lock:
         _summary_cache.pop(str(file), None)
     return file
+
+
+def resolve_run_file(text):
+    """The file ``runs delete`` removes for what the user typed; damaged run files included.
+
+    A damaged file is listed by name, never as a run, so it is matched by file name here:
+    its name as the warning about it shows it (with or without ``.json``), a prefix of it
+    unique among all the run files (readable or not), or its path. ``latest`` and
+    ``previous`` mean readable runs, as in :func:`resolve_run_id`.
+
+    Raises:
+        UnknownRunError: Nothing, or more than one file, matches; or the path given is not
+            a file of the runs folder (nothing else is ever deleted).
+    """
+    folder = runs_dir(create=False)
+    text = str(text).strip()
+    if text.lower() in ("latest", "previous"):
+        return _run_file(resolve_run_id(text))
+    if "/" in text or os.sep in text:  # a path, as a warning printed it
+        given = Path(os.path.abspath(text))
+        if given.suffix != ".json" or os.path.realpath(given.parent) != os.path.realpath(folder) \
+                or not given.is_file():
+            raise UnknownRunError(f"{text} is not a run file of {folder}; only the files there "
+                                  "can be deleted. 'imgcls runs' lists them.")
+        return given
+    try:
+        stems = sorted(file.stem for file in folder.glob("*.json") if not file.name.startswith("."))
+    except OSError:
+        stems = []
+    name = text[:-len(".json")] if text.endswith(".json") else text
+    if name in stems:
+        return folder / f"{name}.json"
+    matches = [stem for stem in stems if name and stem.startswith(name)]
+    if len(matches) == 1:
+        return folder / f"{matches[0]}.json"
+    if matches:
+        raise UnknownRunError(f"'{text}' matches {len(matches)} run files ({', '.join(matches[:4])}"
+                              f"{', ...' if len(matches) > 4 else ''}); give more of the name.")
+    raise UnknownRunError(f"No run '{text}' in {folder}. 'imgcls runs' lists the runs.")
 
 
 # -- reading -----------------------------------------------------------------------------
