@@ -17,6 +17,46 @@ from synthetic import make_shapes_dataset  # noqa: E402
 SHARED_CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-jpg.tar.gz"
 
 
+# -- No test can hang CI ---------------------------------------------------------------
+HARD_STOP_GRACE_SECONDS = 60
+SLOW_TEST_TIMEOUT_SECONDS = 3600
+
+
+_hard_stop_stderr = []  # a copy of the terminal's stderr: the test's own is captured
+
+
+def pytest_configure(config):
+    _hard_stop_stderr.append(os.dup(sys.stderr.fileno()))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if (item.get_closest_marker("slow") or item.get_closest_marker("build")) \
+                and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_SECONDS))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item, settings):
+    """Back pytest-timeout's signal with a hard stop a signal cannot be blocked from.
+
+    A Python signal handler runs only when the main thread runs Python; blocked inside
+    Qt's event loop (a modal dialog, a QEventLoop nobody quits) it never does. faulthandler's
+    watchdog is a C thread: it dumps every thread's stack and exits the run.
+    """
+    import faulthandler
+
+    faulthandler.dump_traceback_later(settings.timeout + HARD_STOP_GRACE_SECONDS, exit=True,
+                                      file=_hard_stop_stderr[-1])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_cancel_timer(item):
+    import faulthandler
+
+    faulthandler.cancel_dump_traceback_later()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_data(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("IMGCLS_DATA_DIR", str(tmp_path_factory.mktemp("userdata")))
@@ -60,6 +100,53 @@ def nobody_tmp_path():
 
 
 @pytest.fixture(scope="session")
+def object_model(tmp_path_factory):
+    """A model that tells the colour of a square on noise (``objects.py``), for Grad-CAM."""
+    from objects import make_object_dataset
+
+    from imgcls_desktop.core.model_io import from_training
+    from imgcls_desktop.core.training import TrainingConfig, train
+
+    root = make_object_dataset(tmp_path_factory.mktemp("objects"), per_class=80, seed=11)
+    config = TrainingConfig(preset="tutorial_cnn", epochs=15, batch_size=16, learning_rate=2e-3,
+                            seed=5, early_stopping_patience=None)
+    return from_training(train(root, config))
+
+
+@pytest.fixture
+def batch_clock(monkeypatch):
+    """Training's clock, moved on ``seconds_per_batch`` (default 1.0) at each batch.
+
+    A time-budget run then stops after the same batch on any machine, however busy:
+    a 4-second budget is exactly 4 batches.
+    """
+    import time
+
+    from imgcls_desktop.core import training
+
+    class BatchClock:
+        now = 0.0
+        seconds_per_batch = 1.0
+
+        def perf_counter(self):
+            return self.now
+
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+    clock = BatchClock()
+    real_batch_ended = training._Run.batch_ended
+
+    def batch_ended(run, batch, logs):
+        clock.now += clock.seconds_per_batch
+        return real_batch_ended(run, batch, logs)
+
+    monkeypatch.setattr(training, "time", clock)
+    monkeypatch.setattr(training._Run, "batch_ended", batch_ended)
+    return clock
+
+
+@pytest.fixture(scope="session")
 def cifar10_root(tmp_path_factory):
     """CIFAR-10 unpacked from ../shared (skips cleanly when the archive is absent)."""
     import tarfile
@@ -100,6 +187,93 @@ def _no_dangling_threads(request):
     gc.collect()
     if running or not jobs_done:
         pytest.fail(f"test left {len(running)} QThread(s) running; jobs all ended: {jobs_done}")
+
+
+# -- Qt tests: an error dialog is a failure, never a hang --------------------------------
+# Offscreen, a modal QMessageBox.exec() waits forever for a click that never comes. A test
+# that expects errors asks for ``error_dialogs``; in any other Qt test a dialog (ours, or
+# any modal QMessageBox) is recorded, whatever qtbot is waiting for stops waiting, and the
+# test fails naming the dialog.
+
+def _dialog_failure(shown):
+    lines = [f"  {title}: {message}" + (f"\n{details}" if details else "") for title, message, details in shown]
+    return ("an error dialog was shown (ask for the error_dialogs fixture if the test expects it):\n"
+            + "\n".join(lines))
+
+
+@pytest.fixture(autouse=True)
+def _error_dialogs_fail_the_test(request, monkeypatch):
+    if not {"qtbot", "qapp", "window", "error_dialogs"} & set(request.fixturenames):
+        yield
+        return
+    from PySide6.QtWidgets import QDialog, QMessageBox
+    from pytestqt import qtbot as qtbot_module
+    from pytestqt import wait_signal
+
+    from imgcls_desktop.gui import error_dialog
+
+    shown = []
+    waiting = []  # the blockers whose event loops are running, innermost last
+
+    def record(title, message, details=""):
+        shown.append((title, message, details))
+        for blocker in waiting:  # stop waiting for a signal that will not come
+            loop = getattr(blocker, "_loop", None)
+            if loop is not None:
+                loop.quit()
+
+    def modal(box, *args, **kwargs):
+        record(box.windowTitle() or type(box).__name__,
+               box.text() if isinstance(box, QMessageBox) else "(a modal dialog)",
+               box.detailedText() if isinstance(box, QMessageBox) else "")
+        return QMessageBox.StandardButton.NoButton
+
+    def static_box(kind):
+        def show(parent, title, text, *args, **kwargs):
+            record(f"QMessageBox.{kind}: {title}", text)
+            return QMessageBox.StandardButton.NoButton
+        return staticmethod(show)
+
+    reported = []
+
+    def fail_if_shown():
+        if shown and not reported:
+            reported.append(True)
+            pytest.fail(_dialog_failure(shown), pytrace=False)
+
+    def failing_wait(original):
+        def wait(self, *args, **kwargs):
+            waiting.append(self)
+            try:
+                result = original(self, *args, **kwargs)
+            except Exception:
+                fail_if_shown()  # the dialog, not the timeout it caused, is the failure
+                raise
+            finally:
+                waiting.remove(self)
+            fail_if_shown()
+            return result
+        return wait
+
+    real_wait_until = qtbot_module.QtBot.waitUntil
+
+    def wait_until(self, callback, **kwargs):
+        def checked():
+            fail_if_shown()
+            return callback()
+        return real_wait_until(self, checked, **kwargs)
+
+    error_dialog.set_presenter(record)
+    monkeypatch.setattr(QMessageBox, "exec", modal)
+    monkeypatch.setattr(QDialog, "exec", modal)
+    for kind in ("question", "warning", "critical", "information"):
+        monkeypatch.setattr(QMessageBox, kind, static_box(kind))
+    for blocker in (wait_signal.SignalBlocker, wait_signal.MultiSignalBlocker, wait_signal.CallbackBlocker):
+        monkeypatch.setattr(blocker, "wait", failing_wait(blocker.wait))
+    monkeypatch.setattr(qtbot_module.QtBot, "waitUntil", wait_until)
+    yield shown
+    error_dialog.set_presenter(None)
+    fail_if_shown()  # shown while nothing was waiting
 
 
 @pytest.fixture
