@@ -199,7 +199,7 @@ def test_a_longer_time_budget_buys_a_wider_fast_cnn():
     assert for_time_budget(preset, 5000).widths == (32, 32, 32)
 
 
-def test_training_under_a_budget_builds_the_budgets_widths(shapes_dataset):
+def test_training_under_a_budget_builds_the_budgets_widths(shapes_dataset, batch_clock):
     import dataclasses
 
     from imgcls_desktop.core.models import PRESETS

@@ -93,12 +93,15 @@ def test_nan_loss_stops_with_a_clear_message(shapes_dataset):
         train(shapes_dataset, config)
 
 
-def test_time_budget_stops_near_the_budget(shapes_dataset):
-    result = train(shapes_dataset, TrainingConfig(preset="tutorial_cnn", time_budget=4, seed=2))
+def test_time_budget_stops_at_the_budget(shapes_dataset, batch_clock):
+    # One second per batch (batch_clock): the budget ends after batch 4, on any machine.
+    batches = []
+    result = train(shapes_dataset, TrainingConfig(preset="tutorial_cnn", time_budget=4, batch_size=8, seed=2),
+                   on_progress=lambda event: batches.append(event) if event.kind == "batch" else None)
     assert result.stop_reason == "time budget reached"
-    assert result.epochs_run >= 1
-    # The learning rate schedule is fitted to the budget: it ends near zero (however few
-    # epochs a busy machine fitted into the 4 seconds).
+    assert len(batches) == 4 and result.epochs_run == 1  # 7 steps in an epoch
+    assert [round(event.fraction_done, 6) for event in batches] == [0.25, 0.5, 0.75, 1.0]
+    # The learning rate schedule is fitted to the budget: it ends near zero.
     peak = result.metadata["training"]["config"]["learning_rate"]
     assert result.history["learning_rate"][-1] < 0.2 * peak
 

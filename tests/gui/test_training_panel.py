@@ -1,5 +1,7 @@
 """TrainingPanel, TrainingController and LiveChart: real short trainings on tiny shapes."""
 
+import threading
+
 import pytest
 from PySide6.QtCore import QObject, Qt
 
@@ -103,23 +105,36 @@ def test_real_training_succeeds_and_fills_the_chart(qtbot, panel):
     assert panel.controller.event_counts["forwarded"] >= 3
 
 
-def test_stop_during_training_then_train_again(qtbot, panel):
+def test_stop_during_training_then_train_again(qtbot, panel, monkeypatch):
+    # The training thread waits inside epoch 1 until Stop was clicked: no race with a busy
+    # machine finishing the epoch first.
+    from imgcls_desktop.core import training
+
+    in_first_batch, clicked = threading.Event(), threading.Event()
+    real_batch_ended = training._Run.batch_ended
+
+    def batch_ended(self, batch, logs):
+        if self.epoch == 1 and batch == 0:
+            in_first_batch.set()
+            assert clicked.wait(60), "the test never clicked Stop"
+        return real_batch_ended(self, batch, logs)
+
+    monkeypatch.setattr(training._Run, "batch_ended", batch_ended)
     panel.epochs_spin.setValue(5)
-    panel.batch_size_spin.setValue(4)  # many steps in epoch 1, so Stop lands inside it
     succeeded = []
     panel.training_succeeded.connect(succeeded.append)
     with qtbot.waitSignal(panel.training_finished, timeout=90000):
-        with qtbot.waitSignal(panel.training_progressed, timeout=60000,
-                              check_params_cb=lambda progress: progress.kind == "batch"):
-            panel.start_training()
+        panel.start_training()
+        qtbot.waitUntil(in_first_batch.is_set, timeout=60000)
         _click(qtbot, panel.stop_button)
+        clicked.set()
     assert len(succeeded) == 1
     assert succeeded[0].stopped_by_user and succeeded[0].epochs_run == 1
     assert "(stopped by user)" in panel.status_label.text()
     assert panel.train_button.isEnabled()
     # Stop must not poison the next run.
+    monkeypatch.setattr(training._Run, "batch_ended", real_batch_ended)
     panel.epochs_spin.setValue(1)
-    panel.batch_size_spin.setValue(16)
     with qtbot.waitSignal(panel.training_succeeded, timeout=90000) as blocker:
         assert panel.start_training()
     assert not blocker.args[0].stopped_by_user
@@ -217,14 +232,17 @@ def test_deleted_while_training_stops_thread(qtbot, shapes_scan):
     qtbot.waitUntil(lambda: not training_worker.live_threads(), timeout=60000)
 
 
-def test_time_budget_mode(qtbot, panel):
+def test_time_budget_mode(qtbot, panel, batch_clock):
     panel.time_radio.setChecked(True)
     panel.minutes_spin.setValue(0.05)
     assert panel.config().time_budget == 3.0 and panel.config().epochs is None
     assert not panel.epochs_spin.isEnabled()
     with qtbot.waitSignal(panel.training_succeeded, timeout=90000) as blocker:
         panel.start_training()
+    # One second per batch (batch_clock): the 3-second budget ends after batch 3 of the
+    # first epoch's 4, however busy the machine.
     assert blocker.args[0].stop_reason == "time budget reached"
+    assert blocker.args[0].epochs_run == 1
     assert "(time budget reached)" in panel.status_label.text()
     assert panel.wait_for_stop(30000)
 
