@@ -8,16 +8,26 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ARCHIVE = HERE.parent.parent / "shared" / "datasets" / "cifar10-jpg.tar.gz"
+TRASHNET_ARCHIVE = HERE.parent.parent / "shared" / "datasets" / "trashnet-jpg.tar.gz"
 CACHE = Path(os.environ.get("IMGCLS_BENCH_CACHE", Path.home() / ".cache" / "imgcls-desktop"))
 
 
 def cifar10_root():
-    root = CACHE / "cifar10"
+    return _unpacked(ARCHIVE, "cifar10")
+
+
+def trashnet_root():
+    """TrashNet's real phone photos (train/test class folders), unpacked outside the repo."""
+    return _unpacked(TRASHNET_ARCHIVE, "trashnet")
+
+
+def _unpacked(archive_path, name):
+    root = CACHE / name
     if not (root / "test").is_dir():
-        if not ARCHIVE.exists():
-            raise SystemExit(f"CIFAR-10 archive not found at {ARCHIVE}")
+        if not archive_path.exists():
+            raise SystemExit(f"{name} archive not found at {archive_path}")
         CACHE.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(ARCHIVE) as archive:
+        with tarfile.open(archive_path) as archive:
             archive.extractall(CACHE, filter="data")
     return root
 

@@ -119,6 +119,20 @@ PRESETS = {
             augmentation=Augmentation(flip=False),
         ),
         Preset(
+            name="efficientnet_lite0",
+            title="EfficientNet-Lite0 (transfer, ImageNet, ships with the app)",
+            description="An ImageNet EfficientNet-Lite0 that ships with the app (no download) under a "
+                        "new classifier head: the choice for photos.",
+            kind="transfer",
+            image_size=224,
+            batch_size=64,
+            learning_rate=1e-3,
+            epochs=30,
+            optimizer="adam",
+            augmentation=Augmentation(flip=True, rotation=0.05, zoom=0.1),
+            backbone="EfficientNetLite0",
+        ),
+        Preset(
             name="mobilenet_v2",
             title="MobileNetV2 (transfer, ImageNet)",
             description="A frozen ImageNet MobileNetV2 with a new classifier head; good for photos.",
@@ -298,6 +312,7 @@ def build_tutorial_cnn(num_classes, image_size):
 _BACKBONE_SCALING = {
     "MobileNetV2": (1.0 / 127.5, -1.0),
     "EfficientNetB0": None,  # EfficientNet rescales and normalises inside its own graph
+    "EfficientNetLite0": None,  # so does our Lite0 (core.efficientnet_lite)
 }
 
 
@@ -309,19 +324,27 @@ def build_transfer(num_classes, image_size, backbone_name, weights="imagenet"):
             local weights file, or None for random initialisation (tests only).
     """
     keras = keras_module()
-    constructor = getattr(keras.applications, backbone_name)
+    if backbone_name == "EfficientNetLite0":
+        from .efficientnet_lite import efficientnet_lite0 as constructor
+    else:
+        constructor = getattr(keras.applications, backbone_name)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     scaling = _BACKBONE_SCALING[backbone_name]
     x = inputs
     if scaling is not None:
         x = keras.layers.Rescaling(scaling[0], offset=scaling[1], name="scale")(x)
     try:
-        backbone = constructor(
-            include_top=False,
-            weights=weights,
-            input_shape=(image_size, image_size, 3),
-            pooling="avg",
-        )
+        if backbone_name == "EfficientNetLite0":
+            backbone = constructor(image_size, weights=weights)
+        else:
+            backbone = constructor(
+                include_top=False,
+                weights=weights,
+                input_shape=(image_size, image_size, 3),
+                pooling="avg",
+            )
+    except WeightsUnavailableError:
+        raise
     except (OSError, ValueError, ConnectionError) as exc:
         if weights == "imagenet":
             raise WeightsUnavailableError(
