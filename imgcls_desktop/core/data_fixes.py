@@ -393,6 +393,9 @@ def journal_entries(root) -> list[dict]:
     ``"abandoned"``, or ``"pending"`` for an interrupted move the disk cannot settle),
     ``undone`` (bool), and per action ``class`` (move), ``reason`` (quarantine) or
     ``undoes`` (undo: the id it reverted). Reading changes nothing on disk.
+
+    Lines of the wrong shape, and entries whose paths lead outside the dataset's class
+    folders and quarantine, are left out with one warning (see the module docstring).
     """
     root = _root(root)
     return _entries(root, _read_records(root))
@@ -559,6 +562,9 @@ def quarantine(root, path, reason="") -> dict:
 
 def undo(root) -> dict | None:
     """Revert the most recent move or quarantine not undone yet (from this process or any earlier one).
+
+    Only entries that pass the journal's checks are candidates: a planted line can never
+    make undo move, create or delete a file outside the class folders and quarantine.
 
     Returns:
         The journal entry of the undo (its ``undoes`` is the id reverted, ``original`` that
