@@ -192,19 +192,25 @@ def compute_logits(model, images, batch_size=64, tta=None):
 
 
 def calibrate(model, images_uint8, labels, target_recall=0.95, tta=None):
-    """Fit the temperature and the unknown threshold of ``model`` on validation images.
+    """Fit the temperature, the unknown threshold and the detector on validation images.
 
     Returns:
         The dict stored as ``metadata["calibration"]``: ``temperature``, ``ece_before``,
         ``ece_after`` (on these images), ``unknown_threshold``, ``target_recall``,
-        ``num_images`` and ``method``.
+        ``num_images``, ``method``, and ``ood``, the out-of-distribution detector of
+        :mod:`core.ood` (``ood_skipped`` says why when it could not be fitted).
     """
+    from .ood import compute_features, fit_detector
+
     labels = np.asarray(labels, dtype=np.int64)
-    logits = compute_logits(model, images_uint8, tta=tta)
+    if logits_model(model) is None:
+        raise ValueError(f"model {model.name!r} has no layer named 'logits' to calibrate")
+    # One pass gives the logits and the features the detector needs.
+    features, logits = compute_features(model, images_uint8, tta=tta)
     temperature = fit_temperature(logits, labels)
     before = softmax(logits)
     after = softmax(logits, temperature)
-    return {
+    result = {
         "method": "temperature scaling on the validation split",
         "temperature": round(temperature, 6),
         "ece_before": round(expected_calibration_error(before, labels), 6),
@@ -213,6 +219,12 @@ def calibrate(model, images_uint8, labels, target_recall=0.95, tta=None):
         "target_recall": target_recall,
         "num_images": int(len(labels)),
     }
+    try:
+        result["ood"] = fit_detector(features, logits, labels, logits.shape[1]).to_dict()
+    except ValueError as exc:
+        # The model keeps the threshold alone, as models made before the detector do.
+        result["ood_skipped"] = str(exc)
+    return result
 
 
 def temperature_of(metadata):

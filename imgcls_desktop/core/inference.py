@@ -16,6 +16,8 @@ from .tta import mode_of as tta_mode_of, tta_logits
 
 
 UNKNOWN_TEXT = "none of my classes"
+LOW_CONFIDENCE = "low confidence"
+UNLIKE_TRAINING = "unlike the training images"
 
 
 @dataclass
@@ -24,9 +26,11 @@ class Prediction:
 
     ``probabilities`` and ``confidence`` are calibrated when the model carries a
     temperature (``raw_probabilities`` keeps the model's own softmax). ``unknown`` is True
-    when the top probability is below the model's ``unknown_threshold``: ``label`` is
-    still the best class, but the verdict is "none of my classes (N% sure)", N being the
-    (low) confidence of that best guess.
+    when the image is answered "none of my classes"; ``label`` is still the best class.
+    ``unknown_reason`` says why: ``UNLIKE_TRAINING`` when the model's out-of-distribution
+    detector (:mod:`core.ood`) scores the image above its threshold (``ood_score`` >
+    ``ood_threshold``), or, for a model without a detector, ``LOW_CONFIDENCE`` when the
+    top probability is below the model's ``unknown_threshold``.
     """
 
     path: str
@@ -38,6 +42,9 @@ class Prediction:
     unknown: bool = False
     unknown_threshold: float | None = None
     raw_probabilities: object = None  # the model's uncalibrated softmax
+    ood_score: float | None = None
+    ood_threshold: float | None = None
+    unknown_reason: str | None = None
 
     @property
     def ok(self):
@@ -45,10 +52,12 @@ class Prediction:
 
     @property
     def verdict(self):
-        """What to tell the user: the label, or "none of my classes (N% sure)"."""
+        """What to tell the user: the label, or "none of my classes (why)"."""
         if self.error is not None:
             return None
         if self.unknown:
+            if self.unknown_reason == UNLIKE_TRAINING:
+                return f"{UNKNOWN_TEXT} ({UNLIKE_TRAINING})"
             return f"{UNKNOWN_TEXT} ({self.confidence:.0%} sure)"
         return self.label
 
@@ -65,6 +74,9 @@ class Prediction:
         }
         if self.unknown_threshold is not None:
             data["unknown_threshold"] = round(float(self.unknown_threshold), 6)
+        if self.ood_score is not None:
+            data["ood_score"] = round(float(self.ood_score), 6)
+            data["ood_threshold"] = round(float(self.ood_threshold), 6)
         return data
 
 
@@ -72,14 +84,17 @@ class Predictor:
     """Classifies images with a :class:`model_io.LoadedModel`. Not for a model in training.
 
     When the model's metadata holds a calibration (see :mod:`core.calibration`), the
-    probabilities are ``softmax(logits / temperature)`` and answers below the unknown
-    threshold are flagged; a plain Keras model without a ``logits`` layer gives its own
-    outputs unchanged.
+    probabilities are ``softmax(logits / temperature)``. "None of my classes" comes from
+    the model's out-of-distribution detector (:mod:`core.ood`) when it has one, else
+    from the unknown threshold on the calibrated top probability (models trained before
+    the detector). A plain Keras model without a ``logits`` layer gives its own outputs
+    unchanged and never answers "none of my classes".
     """
 
     def __init__(self, loaded, batch_size=64):
         from .backend import keras_module
         from .calibration import single_input, temperature_of, unknown_threshold_of
+        from .ood import detector_of
 
         tf = tensorflow_module()
         self.loaded = loaded
@@ -91,17 +106,23 @@ class Predictor:
         spec = tf.TensorSpec((None, height, width, 3), tf.float32)
         self.temperature = temperature_of(loaded.metadata)
         self.unknown_threshold = unknown_threshold_of(loaded.metadata)
-        both = None
-        if self.temperature is not None:
-            try:
-                logits = model.get_layer("logits").output
-                # One forward pass gives both the logits and the model's own softmax.
-                both = keras_module().Model(single_input(model), [logits, model.outputs[0]])
-            except (ValueError, AttributeError):
-                both = None
+        self.detector = None
+        parts = None
+        try:
+            layer = model.get_layer("logits")
+            self.detector = detector_of(loaded.metadata, num_classes=len(self.class_names),
+                                        feature_dim=int(layer.input.shape[-1]))
+            if self.temperature is not None or self.detector is not None:
+                # One forward pass gives the features, the logits and the model's softmax.
+                parts = keras_module().Model(single_input(model),
+                                             [layer.input, layer.output, model.outputs[0]])
+        except (ValueError, AttributeError, TypeError):
+            parts, self.detector = None, None
+        if self.detector is not None:
+            self.unknown_threshold = None  # the detector decides, not the threshold
         self.tta = tta_mode_of(loaded.metadata)
         ops = keras_module().ops
-        if both is None:
+        if parts is None:
             # Nothing to scale: the model's probabilities as they are, and no threshold,
             # which was tuned on calibrated probabilities.
             self.temperature = None
@@ -113,13 +134,22 @@ class Predictor:
                     return tta_logits(lambda views: model(views, training=False), x, self.tta, ops)
                 return model(x, training=False)
         else:
+            features_width = int(parts.outputs[0].shape[-1])
+
+            def joined(views):
+                features, logits, _probabilities = parts(views, training=False)
+                return ops.concatenate([features, logits], axis=-1)
+
             def call(x):
                 if self.tta:
-                    # The views' mean logits: what the model was calibrated on.
-                    logits = tta_logits(lambda views: both(views, training=False)[0], x, self.tta, ops)
-                    return logits, tf.nn.softmax(logits)
-                return both(x, training=False)
+                    # The views' mean logits (and features): what the model was calibrated on.
+                    both = tta_logits(joined, x, self.tta, ops)
+                    features, logits = both[:, :features_width], both[:, features_width:]
+                    return logits, tf.nn.softmax(logits), features
+                features, logits, probabilities = parts(x, training=False)
+                return logits, probabilities, features
         self._call = tf.function(call, input_signature=[spec])
+        self._structured = parts is not None
         self._warm = False
 
     @property
@@ -132,29 +162,42 @@ class Predictor:
             self.probabilities(np.zeros((1, *self.image_size, 3), dtype=np.uint8))
             self._warm = True
 
+    def outputs(self, images):
+        """``(calibrated, raw, ood_scores)`` of a raw-pixel batch ``(n, h, w, 3)``.
+
+        Without a calibration the first two are the model's own outputs; ``ood_scores`` is
+        None when the model has no detector.
+        """
+        from .calibration import softmax
+
+        batch = np.asarray(images, dtype=np.float32)
+        calibrated, raw, scores = [], [], []
+        for start in range(0, len(batch), self.batch_size):
+            output = self._call(batch[start:start + self.batch_size])
+            if not self._structured:
+                probs = np.asarray(output)
+                calibrated.append(probs)
+                raw.append(probs)
+                continue
+            logits, probs, features = (np.asarray(part) for part in output)
+            raw.append(probs)
+            calibrated.append(probs if self.temperature is None
+                              else softmax(logits, self.temperature).astype(np.float32))
+            if self.detector is not None:
+                scores.append(self.detector.scores(features, logits))
+        if not calibrated:
+            empty = np.zeros((0, len(self.class_names)), dtype=np.float32)
+            return empty, empty, (np.zeros(0) if self.detector is not None else None)
+        return (np.concatenate(calibrated), np.concatenate(raw),
+                np.concatenate(scores) if self.detector is not None else None)
+
     def both_probabilities(self, images):
         """``(calibrated, raw)`` probabilities of a raw-pixel batch ``(n, h, w, 3)``.
 
         Without a calibration both are the model's own outputs.
         """
-        from .calibration import softmax
-
-        batch = np.asarray(images, dtype=np.float32)
-        calibrated, raw = [], []
-        for start in range(0, len(batch), self.batch_size):
-            output = self._call(batch[start:start + self.batch_size])
-            if self.temperature is None:
-                probs = np.asarray(output)
-                calibrated.append(probs)
-                raw.append(probs)
-            else:
-                logits, probs = (np.asarray(part) for part in output)
-                calibrated.append(softmax(logits, self.temperature).astype(np.float32))
-                raw.append(probs)
-        if not calibrated:
-            empty = np.zeros((0, len(self.class_names)), dtype=np.float32)
-            return empty, empty
-        return np.concatenate(calibrated), np.concatenate(raw)
+        calibrated, raw, _scores = self.outputs(images)
+        return calibrated, raw
 
     def probabilities(self, images):
         """Class probabilities (calibrated if the model is) for raw pixels ``(n, h, w, 3)``."""
@@ -163,6 +206,13 @@ class Predictor:
     def raw_probabilities(self, images):
         """The model's own softmax outputs, without temperature scaling."""
         return self.both_probabilities(images)[1]
+
+    def predict_images(self, images, paths=None, top_k=3):
+        """:class:`Prediction` of each raw-pixel image, as :meth:`predict_paths` gives it."""
+        calibrated, raw, scores = self.outputs(images)
+        paths = paths if paths is not None else [f"image {i}" for i in range(len(calibrated))]
+        return [self._result(str(path), row, top_k, raw_row, None if scores is None else scores[i])
+                for i, (path, row, raw_row) in enumerate(zip(paths, calibrated, raw))]
 
     def predict_paths(self, inputs, top_k=3, on_progress=None, stop_event=None):
         """Classify files and folders; every input gets a result or its own error."""
@@ -173,9 +223,10 @@ class Predictor:
         def flush():
             if not pending_pixels:
                 return
-            probs, raw = self.both_probabilities(np.stack(pending_pixels))
-            for index, row, raw_row in zip(pending_index, probs, raw):
-                results[index] = self._result(str(paths[index]), row, top_k, raw_row)
+            probs, raw, scores = self.outputs(np.stack(pending_pixels))
+            for position, (index, row, raw_row) in enumerate(zip(pending_index, probs, raw)):
+                score = None if scores is None else scores[position]
+                results[index] = self._result(str(paths[index]), row, top_k, raw_row, score)
             pending_index.clear()
             pending_pixels.clear()
 
@@ -194,15 +245,23 @@ class Predictor:
         flush()
         return [result for result in results if result is not None]
 
-    def _result(self, path, row, top_k, raw_row=None):
-        if not np.all(np.isfinite(row)):
+    def _result(self, path, row, top_k, raw_row=None, ood_score=None):
+        if not np.all(np.isfinite(row)) or (ood_score is not None and not np.isfinite(ood_score)):
             return Prediction(path=path, error="model produced invalid output (NaN or infinity)")
         order = np.argsort(row)[::-1][: max(1, top_k)]
         best = int(order[0])
+        reason = None
+        if self.detector is not None:
+            if float(ood_score) > self.detector.threshold:
+                reason = UNLIKE_TRAINING
+        elif self.unknown_threshold is not None and float(row[best]) < self.unknown_threshold:
+            reason = LOW_CONFIDENCE
         return Prediction(
             path=path, label=self.class_names[best], confidence=float(row[best]),
             top_k=[(self.class_names[int(i)], float(row[int(i)])) for i in order],
             probabilities=row, raw_probabilities=row if raw_row is None else raw_row,
-            unknown=self.unknown_threshold is not None and float(row[best]) < self.unknown_threshold,
-            unknown_threshold=self.unknown_threshold,
+            unknown=reason is not None, unknown_threshold=self.unknown_threshold,
+            ood_score=None if ood_score is None else float(ood_score),
+            ood_threshold=None if self.detector is None else self.detector.threshold,
+            unknown_reason=reason,
         )

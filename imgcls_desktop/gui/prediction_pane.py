@@ -137,9 +137,15 @@ class PredictionRow(QWidget):
             if getattr(prediction, "unknown", False):
                 # Still the top-k bars below: the user sees what it would have guessed.
                 headline = _name(QLabel(f"<b>{prediction.verdict}</b>"), "predictionLabel")
-                headline.setToolTip(
-                    f"Its best guess, {prediction.label}, is below the {prediction.unknown_threshold:.0%} "
-                    "confidence the model needs, tuned on its validation images.")
+                if getattr(prediction, "ood_score", None) is not None:
+                    headline.setToolTip(
+                        f"It looks unlike the images the model was trained on (score {prediction.ood_score:.2f}, "
+                        f"above the {prediction.ood_threshold:.2f} tuned on its validation images); its best "
+                        f"guess would be {prediction.label}.")
+                else:
+                    headline.setToolTip(
+                        f"Its best guess, {prediction.label}, is below the {prediction.unknown_threshold:.0%} "
+                        "confidence the model needs, tuned on its validation images.")
                 headline.setStyleSheet("color: #b9770e;")
             else:
                 headline = _name(QLabel(f"<b>{prediction.label}</b> &nbsp; <b>{prediction.confidence:.0%}</b>"),

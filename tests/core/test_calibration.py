@@ -130,10 +130,35 @@ def test_an_empty_scene_is_unknown_more_often_than_real_test_images(calibrated, 
     flagged = next(p for p in empty if p.unknown)
     data = flagged.to_dict()
     assert data["unknown"] is True and data["label"] in loaded.class_names
-    assert data["verdict"] == f"none of my classes ({flagged.confidence:.0%} sure)"
-    assert data["unknown_threshold"] == pytest.approx(loaded.metadata["calibration"]["unknown_threshold"])
+    # A model trained now carries the detector of core.ood: it decides, not the threshold.
+    assert data["verdict"] == "none of my classes (unlike the training images)"
+    assert data["ood_score"] > data["ood_threshold"] and "unknown_threshold" not in data
     sure = next(p for p in real if not p.unknown)
     assert sure.to_dict()["verdict"] == sure.label and sure.to_dict()["unknown"] is False
+
+
+def test_a_model_without_the_detector_keeps_the_threshold(calibrated, tmp_path):
+    """Models trained before the detector: "none of my classes (N% sure)" below the threshold."""
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from imgcls_desktop.core.inference import Predictor
+
+    _result, loaded = calibrated
+    calibration = {k: v for k, v in loaded.metadata["calibration"].items() if k != "ood"}
+    old = replace(loaded, metadata={**loaded.metadata, "calibration": calibration})
+    rng = np.random.default_rng(7)
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 90, (32, 32, 3), dtype=np.uint8)).save(tmp_path / f"empty_{i}.png")
+    predictor = Predictor(old)
+    assert predictor.detector is None and predictor.unknown_threshold == calibration["unknown_threshold"]
+    empty = predictor.predict_paths([tmp_path])
+    flagged = next(p for p in empty if p.unknown)
+    data = flagged.to_dict()
+    assert data["verdict"] == f"none of my classes ({flagged.confidence:.0%} sure)"
+    assert data["unknown_threshold"] == pytest.approx(calibration["unknown_threshold"])
+    assert "ood_score" not in data
 
 
 def test_evaluation_reports_ece_before_and_after(calibrated, shapes_split_dataset):
