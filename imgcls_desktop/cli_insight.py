@@ -86,20 +86,30 @@ def cmd_explain(args):
         class_index = loaded.class_names.index(args.class_name)
     explanation = explain(loaded, args.image, class_index)
     Image.fromarray(overlay_for_display(args.image, explanation.heat, alpha=args.alpha), "RGB").save(args.out)
-    predicted = explanation.predicted_index
+    # The answer `predict` gives (same views, same temperature), and the class the map explains.
+    prediction = explanation.prediction
     result = {
         "path": str(args.image),
-        "label": loaded.class_names[predicted],
-        "confidence": round(float(explanation.probabilities[predicted]), 6),
+        "label": prediction.label,
+        "confidence": round(float(prediction.confidence), 6),
+        "verdict": prediction.verdict,
         "explained_class": explanation.label,
+        "views": explanation.views,
         "layer": explanation.layer,
         "out": str(args.out),
     }
+    if explanation.note:
+        result["note"] = explanation.note
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print(f"{args.image}: {result['label']} ({result['confidence']:.2f})")
-        print(f"heat map of '{explanation.label}' (layer {explanation.layer}) written to {args.out}")
+        shown = (f"{prediction.verdict} (best guess {prediction.label} {prediction.confidence:.2f})"
+                 if prediction.unknown else f"{prediction.label} ({prediction.confidence:.2f})")
+        print(f"{args.image}: {shown}")
+        views = f", over {explanation.views} views" if explanation.views > 1 else ""
+        print(f"heat map of '{explanation.label}' (layer {explanation.layer}{views}) written to {args.out}")
+        if explanation.note:
+            print(f"note: the map {explanation.note}")
     return EXIT_OK
 
 

@@ -1,23 +1,17 @@
-"""The explain, robustness and doctor verbs, run through argparse as imgcls runs them."""
+"""The explain, robustness and doctor verbs, run through ``imgcls``'s own ``main``."""
 
-import argparse
 import json
 
 import numpy as np
 from PIL import Image
 
 from imgcls_desktop import cli_insight
+from imgcls_desktop.cli import main
 
 
 def run(argv):
-    parser = argparse.ArgumentParser(prog="imgcls")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true")
-    common.add_argument("--debug", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli_insight.add_commands(sub, common)
-    args = parser.parse_args([str(part) for part in argv])
-    return cli_insight.COMMANDS[args.command](args)
+    """``imgcls <argv>`` in this process: the real parser, dispatch and error handling."""
+    return main([str(part) for part in argv])
 
 
 def test_explain_writes_overlay_and_prints_label(trained, shapes_split_dataset, tmp_path, capsys):
@@ -26,7 +20,7 @@ def test_explain_writes_overlay_and_prints_label(trained, shapes_split_dataset, 
     out = tmp_path / "heat.png"
     assert run(["explain", model, image, "--out", out, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"path", "label", "confidence", "explained_class", "layer", "out"}
+    assert set(data) == {"path", "label", "confidence", "verdict", "explained_class", "views", "layer", "out"}
     assert data["label"] == data["explained_class"] == "circle"
     with Image.open(out) as written:
         assert written.mode == "RGB" and min(written.size) >= 256
@@ -34,6 +28,11 @@ def test_explain_writes_overlay_and_prints_label(trained, shapes_split_dataset, 
     text = capsys.readouterr().out
     assert "circle" in text and "'square'" in text
     assert run(["explain", model, image, "--out", out, "--class", "nope"]) == 2
+    capsys.readouterr()
+    # main's own handling: a core error is one line on stderr and status 1.
+    assert run(["explain", tmp_path / "missing.keras", image, "--out", out]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("imgcls: error: ") and "missing.keras" in err and len(err.splitlines()) == 1
 
 
 def test_robustness_json_and_chart(trained, shapes_split_dataset, tmp_path, capsys):
@@ -86,8 +85,6 @@ def _leaky_dataset(root):
 
 
 def test_inspect_doctor_embeds_the_doctor_report(tmp_path, capsys):
-    from imgcls_desktop.cli import main
-
     root = _leaky_dataset(tmp_path / "leaky")
     assert main(["inspect", str(root), "--doctor", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

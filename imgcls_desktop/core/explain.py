@@ -7,8 +7,15 @@ used for its answer lies. It works for every model this app trains: from-scratch
 ``keras.applications`` backbone is one nested layer (the backbone's last feature map with
 more than one position is used: at 32x32 MobileNetV2 ends at 1x1, which locates nothing).
 
+The map explains the answer the app shows. That answer comes from
+:class:`inference.Predictor`: the mean logits of the model's test-time augmentation views
+(:mod:`core.tta`), then its temperature. So the class explained by default is the
+Predictor's, and the map is Grad-CAM of that mean logit, taken view by view (each view's
+map moved back onto the image: un-mirrored, un-shifted) and summed. Explaining another
+class is possible (``class_index``); the :class:`Explanation` then says so.
+
 Everything here runs the model eagerly on one image: a heat map costs one forward and one
-backward pass.
+backward pass over the image's views.
 """
 
 import weakref
@@ -30,12 +37,22 @@ class Explanation:
     heat: np.ndarray  # (height, width) float32 in [0, 1], at the model's input size
     class_index: int  # the class explained
     label: str  # its name
-    probabilities: np.ndarray  # the model's output for the image
+    probabilities: np.ndarray  # what the app shows for the image (Predictor: TTA, calibrated)
     layer: str  # the feature layer the map was taken from ("backbone/layer" when nested)
+    prediction: object = None  # the Predictor's Prediction for the image (its verdict)
+    views: int = 1  # the test-time augmentation views the map sums over
 
     @property
     def predicted_index(self):
         return int(np.argmax(self.probabilities))
+
+    @property
+    def note(self):
+        """Why the explained class is not the answer shown, or None when it is."""
+        if self.class_index == self.predicted_index:
+            return None
+        shown = self.prediction.label if self.prediction is not None else str(self.predicted_index)
+        return (f"explains '{self.label}' as asked; the model's answer is '{shown}'")
 
 
 class _FeatureModel:
@@ -189,47 +206,112 @@ def _as_pixels(loaded, image):
     return array
 
 
-def explain(loaded, image, class_index=None):
+# Predictors per Keras model, so a gallery of heat maps traces the model once.
+_PREDICTORS = weakref.WeakKeyDictionary()
+
+
+def _predictor(loaded):
+    """The :class:`inference.Predictor` the app would answer ``loaded``'s images with."""
+    from .inference import Predictor
+    from .model_io import LoadedModel
+
+    metadata = getattr(loaded, "metadata", None)
+    try:
+        cached = _PREDICTORS.get(loaded.model)
+    except TypeError:
+        cached = None
+    if cached is not None and cached.loaded.metadata is metadata and cached.class_names == list(loaded.class_names):
+        return cached
+    if metadata is None:
+        loaded = LoadedModel(model=loaded.model, path=None, class_names=list(loaded.class_names),
+                             image_size=tuple(loaded.image_size), metadata={})
+    predictor = Predictor(loaded)
+    try:
+        _PREDICTORS[loaded.model] = predictor
+    except TypeError:
+        pass
+    return predictor
+
+
+def explain(loaded, image, class_index=None, predictor=None):
     """Grad-CAM of one image, with the answer it explains.
 
     Args:
         loaded: A :class:`model_io.LoadedModel` (anything with ``model``, ``class_names``
-            and ``image_size``).
+            and ``image_size``; its ``metadata`` gives the TTA views and the temperature).
         image: A path, or a uint8 RGB array (resized to the model's input size if needed).
-        class_index: The class to explain; None explains the predicted class.
+        class_index: The class to explain; None explains the class the app answers with.
+        predictor: The :class:`inference.Predictor` answering for ``loaded`` (one is made
+            and kept per model when None).
 
     Returns:
         An :class:`Explanation`.
     """
+    from .tta import mode_of, tta_logits, view_transforms
+
     tf = tensorflow_module()
     pixels = _as_pixels(loaded, image)
+    predictor = predictor or _predictor(loaded)
+    path = str(image) if isinstance(image, (str, Path)) else "image"
+    prediction = predictor.predict_images(pixels[None], [path], top_k=len(loaded.class_names))[0]
+    probabilities = np.asarray(prediction.probabilities) if prediction.ok else None
+    mode = mode_of(getattr(loaded, "metadata", None))
     feature_model = _feature_model(loaded.model)
     batch = tf.constant(pixels[None].astype(np.float32))
+    captured = {}
+
+    def scores_of(views):
+        features, scores = feature_model(views)
+        captured["features"] = features
+        return scores
+
     with tf.GradientTape() as tape:
-        features, scores = feature_model(batch)
-        scores_array = np.asarray(scores)[0]
-        num_classes = scores_array.shape[-1]
+        # The views' weighted mean score: the logit the Predictor answers with.
+        scores = tta_logits(scores_of, batch, mode)
+        num_classes = int(scores.shape[-1])
         if class_index is None:
-            class_index = int(np.argmax(scores_array))
+            if probabilities is None:
+                raise ImgclsError(f"{path}: {prediction.error}; there is no answer to explain.")
+            class_index = int(np.argmax(probabilities))
         elif not 0 <= int(class_index) < num_classes:
             raise ImgclsError(
                 f"Class index {class_index} is out of range; the model has {num_classes} classes.")
         class_index = int(class_index)
         target = scores[:, class_index]
+    features = captured["features"]
     gradients = tape.gradient(target, features)
-    features = np.asarray(features)[0].astype(np.float64)
-    if gradients is None:
-        gradients = np.zeros_like(features)
-    else:
-        gradients = np.asarray(gradients)[0].astype(np.float64)
-    weights = gradients.mean(axis=(0, 1))
-    cam = np.maximum(features @ weights, 0.0)
-    heat = _heat_on_input(_normalise(cam), feature_model.geometry, loaded.image_size)
-    probabilities = np.asarray(loaded.model(batch, training=False))[0]
+    features = np.asarray(features).astype(np.float64)
+    gradients = np.zeros_like(features) if gradients is None else np.asarray(gradients).astype(np.float64)
+    transforms = view_transforms(mode)
+    total = np.zeros(tuple(int(side) for side in loaded.image_size))
+    for view, (_weight, shift, mirrored) in enumerate(transforms):
+        # The gradient already carries the view's weight in the mean.
+        weights = gradients[view].mean(axis=(0, 1))
+        cam = np.maximum(features[view] @ weights, 0.0)
+        heat = _upsample(cam, feature_model.geometry, loaded.image_size)
+        total += _back_onto_image(heat, shift, mirrored)
+    heat = _normalise(total)
+    if probabilities is None:
+        probabilities = np.full(num_classes, np.nan)
     names = list(loaded.class_names)
     label = names[class_index] if class_index < len(names) else f"class_{class_index}"
-    return Explanation(heat=heat, class_index=class_index, label=label,
-                       probabilities=probabilities, layer=feature_model.layer_name)
+    return Explanation(heat=heat, class_index=class_index, label=label, probabilities=probabilities,
+                       layer=feature_model.layer_name, prediction=prediction, views=len(transforms))
+
+
+def _back_onto_image(heat, shift, mirrored):
+    """A view's map placed on the image: a view is the image moved by ``shift`` pixels
+    (its pixel (i, j) shows the image's (i + shift, j + shift)), then mirrored."""
+    if mirrored:
+        heat = heat[:, ::-1]
+    if shift:
+        heat = np.roll(heat, (shift, shift), axis=(0, 1))
+        # The rows and columns that wrapped around lie outside the view: repeat the edge.
+        if shift > 0:
+            heat[:shift, :], heat[:, :shift] = heat[shift:shift + 1, :], heat[:, shift:shift + 1]
+        else:
+            heat[shift:, :], heat[:, shift:] = heat[shift - 1:shift, :], heat[:, shift - 1:shift]
+    return heat
 
 
 def grad_cam(loaded, image, class_index=None):
@@ -242,7 +324,7 @@ def grad_cam(loaded, image, class_index=None):
     return explain(loaded, image, class_index).heat
 
 
-def _heat_on_input(cam, geometry, size):
+def _upsample(cam, geometry, size):
     """The coarse map sampled at every input pixel, each cell placed where it looks.
 
     Valid-padded convolutions see only the middle of the image (the tutorial CNN's 4x4
@@ -251,14 +333,14 @@ def _heat_on_input(cam, geometry, size):
     """
     height, width = (int(side) for side in size)
     if geometry is None:
-        heat = _resize_heat(cam, (height, width))
-    else:
-        (scale_y, offset_y), (scale_x, offset_x) = geometry
-        rows = _interpolation(height, cam.shape[0], scale_y, offset_y)
-        columns = _interpolation(width, cam.shape[1], scale_x, offset_x)
-        heat = rows @ cam @ columns.T
-    # Normalised again: the pixels need not hit the coarse map's peak exactly.
-    return _normalise(heat)
+        peak = float(np.max(cam)) if cam.size else 0.0
+        if peak <= 0:
+            return np.zeros((height, width))
+        return _resize_heat(cam / peak, (height, width)).astype(np.float64) * peak
+    (scale_y, offset_y), (scale_x, offset_x) = geometry
+    rows = _interpolation(height, cam.shape[0], scale_y, offset_y)
+    columns = _interpolation(width, cam.shape[1], scale_x, offset_x)
+    return rows @ cam @ columns.T
 
 
 def _interpolation(pixels, cells, scale, offset):

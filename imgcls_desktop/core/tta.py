@@ -31,6 +31,14 @@ def views_per_image(mode):
     return 2 * len(_VIEWS[mode]) if mode else 1
 
 
+def view_transforms(mode):
+    """``[(weight, shift, mirrored), ...]``, one per view, in the order :func:`tta_logits`
+    batches them (a view is the image moved by ``shift`` pixels, then mirrored if asked)."""
+    if not mode:
+        return [(1.0, 0, False)]
+    return [(weight / 2, shift, mirrored) for weight, shift in _VIEWS[mode] for mirrored in (False, True)]
+
+
 def describe(mode):
     """The views of ``mode`` in words, for people (the model summary), or None."""
     words = {"flip": "the image and its mirror",
