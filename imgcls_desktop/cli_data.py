@@ -9,7 +9,6 @@ read; :func:`_printing_journal_warnings` prints each distinct one once per comma
 stderr. Names that are not valid UTF-8 are printed escaped (:func:`core.names.display_name`).
 """
 
-import contextlib
 import functools
 import json
 import logging
