@@ -140,6 +140,7 @@ def _duration(seconds):
 
 def cmd_inspect(args):
     from .core.dataset import scan_dataset
+    from .core.names import display_name as shown
 
     bar = _ProgressBar(not args.json)
     scan = scan_dataset(args.dataset, validate=not args.no_validate,
@@ -151,21 +152,21 @@ def cmd_inspect(args):
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print(f"{scan.root}: {scan.layout} layout, {len(scan.class_names)} classes, {scan.num_images} usable images")
+        print(f"{shown(scan.root)}: {scan.layout} layout, {len(scan.class_names)} classes, {scan.num_images} usable images")
         counts = scan.counts()
         splits = list(counts)
         print(f"  {'class':24s}" + "".join(f"{s:>8s}" for s in splits))
         for name in scan.class_names:
-            print(f"  {name[:24]:24s}" + "".join(f"{counts[s].get(name, 0):8d}" for s in splits))
+            print(f"  {shown(name)[:24]:24s}" + "".join(f"{counts[s].get(name, 0):8d}" for s in splits))
         note = scan.balance_note()  # never "infx": an empty or unreadable class is named
         if note:
             print(f"  {note}")
         for problem in scan.problems:
-            print(f"  problem: {problem.path}: {problem.reason}")
+            print(f"  problem: {shown(problem.path)}: {shown(problem.reason)}")
         for group in scan.duplicates:
-            print(f"  duplicates: {' = '.join(group)}")
+            print(f"  duplicates: {' = '.join(shown(path) for path in group)}")
     for warning in scan.warnings:  # e.g. Cat/ and cat/: two classes here, one on Windows
-        print(f"imgcls: warning: {warning}", file=sys.stderr)
+        print(f"imgcls: warning: {shown(warning)}", file=sys.stderr)
     if args.doctor:  # dataset doctor
         cli_insight.print_doctor(report["doctor"], text=not args.json)
         if report["doctor"]["errors"]:
@@ -199,16 +200,50 @@ class _UsageError(Exception):
 
 
 def cmd_train(args):
-    from .core.dataset import scan_dataset
-    from .core.model_io import save_model
-    from .core.models import get_preset
-    from .core.training import TrainingConfig, train
+    from .core.output_files import check_output_writable, output_lock
 
     out = args.out
     if out.suffix.lower() != ".keras":
         raise _UsageError(f"--out must end in .keras (got {out.name})")
     if out.exists() and not args.force:
         raise _UsageError(f"{out} exists; pass --force to overwrite it (it is only replaced once the new model is complete)")
+    _check_settings(args)  # before the folder is scanned; core checks them again
+    check_output_writable(out)  # a missing or read-only folder is refused before any epoch
+    with output_lock(out):  # one run writes --out at a time, until its run is recorded
+        return _train_into(args, out)
+
+
+def _check_settings(args):
+    """Refuse out-of-range settings (with their allowed range) before any work."""
+    from .core.training import TrainingConfig
+
+    _check_run(TrainingConfig(
+        preset=args.preset, epochs=args.epochs, time_budget=args.time_budget,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, image_size=args.image_size,
+        validation_split=0.2 if args.validation_split is None else args.validation_split,
+        seed=args.seed, early_stopping_patience=args.patience or None,
+        class_weights=args.class_weights, fine_tune_epochs=args.fine_tune_epochs))
+
+
+def _check_run(config, scan=None):
+    from .core.errors import TrainingError
+    from .core.run_checks import check_training_run
+
+    try:
+        check_training_run(config, scan)
+    except TrainingError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _train_into(args, out):
+    """``imgcls train`` once its settings are checked and ``--out`` is locked."""
+    from .core.dataset import scan_dataset
+    from .core.history import assign_run_id
+    from .core.model_io import save_model
+    from .core.models import get_preset
+    from .core.names import display_name as shown  # names that are not UTF-8 print as \xNN
+    from .core.training import TrainingConfig, train
+
     preset = get_preset(args.preset)
     augmentation = _parse_augment(args.augment, preset.augmentation)
     config = TrainingConfig(
@@ -222,8 +257,9 @@ def cmd_train(args):
         raise _UsageError(f"--fine-tune-epochs is for transfer presets; {args.preset} trains every layer already")
     scan = scan_dataset(args.dataset)
     for problem in scan.problems:
-        print(f"imgcls: skipping {problem.path}: {problem.reason}", file=sys.stderr)
-    _log(args, f"Training {preset.title} on {scan.root} ({len(scan.class_names)} classes, "
+        print(f"imgcls: skipping {shown(problem.path)}: {shown(problem.reason)}", file=sys.stderr)
+    _check_run(config, scan)  # the preset is known now: its image sizes, and the memory it needs
+    _log(args, f"Training {preset.title} on {shown(scan.root)} ({len(scan.class_names)} classes, "
                f"{len(scan.splits[scan.training_split_name()])} images)")
     bar = _ProgressBar(not args.json)
 
@@ -249,6 +285,7 @@ def cmd_train(args):
     except KeyboardInterrupt:
         stop_event.set()
         raise
+    assign_run_id(result)  # the model file carries its run's id, so the history can tell it apart
     save_model(result.model, out, result.metadata)
     run = cli_history.record_training(args, result, scan, out)  # after the save: never costs the model
     summary = result.summary(out)
@@ -257,12 +294,12 @@ def cmd_train(args):
         print(json.dumps(summary, indent=1))
     else:
         best = result.best_val_accuracy
-        print(f"Saved {out} (best epoch {result.best_epoch} of {result.epochs_run}"
+        print(f"Saved {shown(out)} (best epoch {result.best_epoch} of {result.epochs_run}"
               + (f", validation accuracy {best:.3f}" if best is not None else "")
               + f", {result.seconds:.0f} s, {result.stop_reason})")
         cli_history.print_recorded(args, run)
     for path, reason in result.skipped_files:
-        print(f"imgcls: skipped {path}: {reason}", file=sys.stderr)
+        print(f"imgcls: skipped {shown(path)}: {shown(reason)}", file=sys.stderr)
     return EXIT_PARTIAL if (scan.problems or result.skipped_files) else EXIT_OK
 
 
@@ -306,35 +343,32 @@ def _print_calibration(report):
 
 
 def cmd_predict(args):
-    import csv
-
     from .core.inference import Predictor
+    from .core.names import display_name as shown  # names that are not UTF-8 print as \xNN
+    from .core.output_files import check_output_writable, write_predictions_csv
 
+    if args.csv:
+        check_output_writable(args.csv)  # before the work, not after it
     loaded = cli_insight.load_with_warnings(args.model)
     predictor = Predictor(loaded)
     results = predictor.predict_paths(args.inputs, top_k=args.top_k)
     if args.json:
+        # json.dumps' ASCII escapes keep any file name exactly (\udcNN: see core.names).
         print(json.dumps({"results": [r.to_dict() for r in results]}, indent=1))
     else:
         for r in results:
             if r.ok:
-                others = ", ".join(f"{label} {p:.2f}" for label, p in r.top_k[1:])
+                others = ", ".join(f"{shown(label)} {p:.2f}" for label, p in r.top_k[1:])
                 if r.unknown:
-                    others = ", ".join(f"{label} {p:.2f}" for label, p in r.top_k)
-                    print(f"{r.path}: {r.verdict}  [{others}]")
+                    others = ", ".join(f"{shown(label)} {p:.2f}" for label, p in r.top_k)
+                    print(f"{shown(r.path)}: {shown(r.verdict)}  [{others}]")
                     continue
-                print(f"{r.path}: {r.label} ({r.confidence:.2f})" + (f"  [{others}]" if others else ""))
+                print(f"{shown(r.path)}: {shown(r.label)} ({r.confidence:.2f})" + (f"  [{others}]" if others else ""))
     for r in results:
         if not r.ok:
-            print(f"imgcls: {r.path}: {r.error}", file=sys.stderr)
+            print(f"imgcls: {shown(r.path)}: {shown(r.error)}", file=sys.stderr)
     if args.csv:
-        with open(args.csv, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "label", "confidence", "top_k", "error", "unknown"])
-            for r in results:
-                top = "; ".join(f"{label}:{p:.4f}" for label, p in r.top_k)
-                writer.writerow([r.path, r.label or "", f"{r.confidence:.6f}" if r.ok else "", top, r.error or "",
-                                 ("yes" if r.unknown else "no") if r.ok else ""])
+        write_predictions_csv(args.csv, results)  # the window's Export writes the same table
     if not results:
         print("imgcls: no images found in the given inputs", file=sys.stderr)
         return EXIT_FAILED

@@ -122,7 +122,8 @@ def _warn_problems(problems):
 
 
 def _list(args):
-    from .core.history import runs_dir, scan_runs
+    from .core.history import model_status, runs_dir, scan_runs
+    from .core.names import display_name
 
     summaries, problems = scan_runs()
     if args.json:
@@ -134,9 +135,12 @@ def _list(args):
         print(f"{'id':21s} {'date':16s} {'dataset':18s} {'preset':15s} {'epochs':>6s} "
               f"{'val acc':>8s} {'eval acc':>8s}  model")
         for s in summaries:
-            model = s.model_path or "-"
-            if s.model_path and not Path(s.model_path).exists():
-                model += " (missing)"
+            model = display_name(s.model_path) if s.model_path else "-"
+            status = model_status(s)  # does the file still hold this run's model?
+            if status.state == "replaced":
+                model += f" (replaced by run {status.other_run})"
+            elif status.state in ("missing", "unreadable"):
+                model += f" ({status.state})"
             print(f"{s.id:21s} {s.finished[:16].replace('T', ' '):16s} {s.dataset_name[:18]:18s} "
                   f"{s.preset[:15]:15s} {s.epochs_run:6d} {_percent(s.best_val_accuracy):>8s} "
                   f"{_percent(s.eval_accuracy):>8s}  {model}")
@@ -145,7 +149,8 @@ def _list(args):
 
 
 def _show(args):
-    from .core.history import load_run, resolve_run_id
+    from .core.history import load_run, model_status, resolve_run_id
+    from .core.names import display_name
 
     run = load_run(resolve_run_id(args.run_id))
     if args.json:
@@ -158,7 +163,10 @@ def _show(args):
     settings = ", ".join(f"{key}={value}" for key, value in run.config.items()
                          if key != "augmentation" and value is not None)
     print(f"  settings: {settings}")
-    print(f"  model: {run.model_path or 'not saved'}")
+    print(f"  model: {display_name(run.model_path) if run.model_path else 'not saved'}")
+    status = model_status(run)
+    if not status.usable and status.state != "not saved":
+        print(f"  warning: {status.message}")
     history = run.history
     columns = [key for key in ("loss", "accuracy", "val_loss", "val_accuracy") if history.get(key)]
     print(f"  epochs run {run.epochs_run}, best epoch {run.best_epoch}")

@@ -253,20 +253,49 @@ def record_run(result, scan, model_path=None, report=None, *, evaluate=True):
         evaluation=_evaluation_record(report, root) if report is not None else None,
     )
     folder = runs_dir()
-    # The random tail keeps two runs recorded in the same second apart; O_EXCL in
-    # _claim makes sure a clash (or another process) can never overwrite a run.
-    for _attempt in range(20):
-        run.id = f"{finished.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-        if _claim(folder / f"{run.id}.json"):
-            break
+    stamped = metadata.get("run_id")
+    if isinstance(stamped, str) and RUN_ID_PATTERN.match(stamped):
+        # The saved model carries this id (assign_run_id): the run must take exactly it.
+        run.id = stamped
+        if not _claim(folder / f"{run.id}.json"):
+            raise HistoryError(f"A run {run.id} is already recorded in {folder}; this model was "
+                               "recorded before (or its file was copied), so it is not recorded again.")
     else:
-        raise HistoryError(f"Could not find a free run id in {folder}; remove old runs there.")
+        # The random tail keeps two runs recorded in the same second apart; O_EXCL in
+        # _claim makes sure a clash (or another process) can never overwrite a run.
+        for _attempt in range(20):
+            run.id = new_run_id(finished)
+            if _claim(folder / f"{run.id}.json"):
+                break
+        else:
+            raise HistoryError(f"Could not find a free run id in {folder}; remove old runs there.")
     try:
         _write_json(folder / f"{run.id}.json", run.to_dict())
     except BaseException:
         _remove_quietly(folder / f"{run.id}.json")
         raise
     return run
+
+
+def new_run_id(moment=None):
+    """A fresh run id (``20261122-153012-ab12``): the time, then four random hex digits."""
+    moment = moment or datetime.now().astimezone()
+    return f"{moment.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def assign_run_id(result):
+    """Give a finished training its run id before its model is saved, and return it.
+
+    The id goes into ``result.metadata["run_id"]``, so the saved ``.keras`` file carries
+    it and :func:`record_run` records the run under the same id. When two runs write one
+    file, the file then says which run it holds (see :func:`model_status`).
+    """
+    metadata = result.metadata if result.metadata is not None else {}
+    run_id = metadata.get("run_id")
+    if not (isinstance(run_id, str) and RUN_ID_PATTERN.match(run_id)):
+        run_id = metadata["run_id"] = new_run_id()
+    result.metadata = metadata
+    return run_id
 
 
 def _claim(path):
@@ -312,6 +341,64 @@ def set_model_path(run_id, path):
     run.model_path = os.path.abspath(path) if path else None
     _write_json(file, run.to_dict())
     return run
+
+
+@dataclass
+class ModelStatus:
+    """Whether a run's model file still holds that run's model.
+
+    ``state`` is "ok"; "unverified" (the file carries no run id: saved by a version of this
+    app before issue 17, or re-saved by a plain Keras script); "not saved"; "missing";
+    "replaced" (the file holds another run's model: ``other_run``); or "unreadable".
+    ``message`` says so in a sentence, None when the state is "ok".
+    """
+
+    state: str
+    path: str | None
+    message: str | None = None
+    other_run: str | None = None
+
+    @property
+    def usable(self):
+        return self.state in ("ok", "unverified")
+
+
+def model_status(run):
+    """Check a run's model file against the run (reads one small member; no TensorFlow).
+
+    Args:
+        run: a :class:`Run` or :class:`RunSummary`.
+    """
+    from .model_io import read_run_id
+    from .names import display_name
+
+    path = run.model_path
+    if not path:
+        return ModelStatus("not saved", None, f"Run {run.id}'s model was not saved.")
+    shown = display_name(path)
+    if not Path(path).is_file():
+        return ModelStatus("missing", path, f"Run {run.id}'s model {shown} has been moved or deleted.")
+    try:
+        carried = read_run_id(path)
+    except ImgclsError as exc:
+        return ModelStatus("unreadable", path, f"Run {run.id}'s model file cannot be read: {exc}")
+    if carried is None:
+        return ModelStatus("unverified", path)
+    if carried != run.id:
+        return ModelStatus(
+            "replaced", path,
+            f"{shown} no longer holds run {run.id}'s model: it was overwritten by run {carried}'s "
+            f"model. Open run {carried} instead, or retrain run {run.id}.", other_run=carried)
+    return ModelStatus("ok", path)
+
+
+def run_model_path(run_id):
+    """The model file to open for a run; raises HistoryError when it does not hold that
+    run's model (not saved, missing, overwritten by another run, unreadable)."""
+    status = model_status(load_run(run_id))
+    if not status.usable:
+        raise HistoryError(status.message)
+    return status.path
 
 
 def delete_run(run_id):

@@ -8,6 +8,8 @@ signature is checked against the class list.
 
 import json
 import os
+import re
+import stat
 import tempfile
 import time
 import zipfile
@@ -16,6 +18,8 @@ from pathlib import Path
 
 from .backend import keras_module
 from .errors import ModelFileError
+# fsync_folder lived here first; history still imports it from this module.
+from .output_files import fsync_folder, is_locked, locks_supported, output_lock, remove_abandoned_lock
 
 METADATA_MEMBER = "imgcls_metadata.json"
 _KERAS_MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
@@ -26,7 +30,16 @@ MAX_UNCOMPRESSED_BYTES = 4 * 1024**3
 MAX_JSON_BYTES = 64 * 1024**2
 # A temp file older than this cannot belong to a save still running (saves take seconds).
 STALE_TEMP_SECONDS = 3600
+# A save holds output_lock on its target while its temp file exists, so a temp file whose
+# target nobody has locked was left by a killed save. This much age is still asked for, in
+# case a save of an older version of this app (which took no lock) is writing it now.
+UNLOCKED_TEMP_SECONDS = 60
 _TEMP_GLOB = ".*.tmp.keras"
+# Only our own temp names: "." + the target's name + "." + mkstemp's random part +
+# ".tmp.keras" (before issue 17 the target's stem stood where its name is now).
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{6,}\.tmp\.keras$")
+# output_lock's lock file of a model: ".<name>.keras.lock"; a killed save leaves it behind.
+_LOCK_NAME = re.compile(r"^\.(?P<target>.+\.keras)\.lock$", re.IGNORECASE)
 
 # Modules a config may name. Keras' own layers, models and their building blocks only:
 # keras.config, keras.utils, keras.saving, builtins and the rest have been the way past
@@ -90,9 +103,10 @@ def save_model(model, path, metadata):
 
     The file is written beside the target under a temporary name, flushed to disk,
     re-opened and checked, then moved over the target in one step: a crash, a full disk
-    or a kill during the save leaves the previous file as it was. Temp files that an
-    earlier, killed save left in the folder (older than ``STALE_TEMP_SECONDS``) are
-    removed first.
+    or a kill during the save leaves the previous file as it was. The target is locked
+    (:func:`output_files.output_lock`) for the save, so another process saving to the same
+    file is refused with a clear message. Temp files that an earlier, killed save left in
+    the folder are removed first (see :func:`remove_stale_temp_files`).
     """
     path = Path(path)
     if path.suffix.lower() != ".keras":
@@ -100,23 +114,25 @@ def save_model(model, path, metadata):
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ModelFileError(f"Cannot save {path}: the folder {folder} does not exist.")
-    remove_stale_temp_files(folder, older_than=STALE_TEMP_SECONDS)
     temp = None
     try:
         # Inside the try: a read-only or full folder fails here first.
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.keras", dir=folder)
-        os.close(fd)
-        temp = Path(temp_name)
-        # Keras asks on stdin before overwriting unless told; the temp file is ours anyway.
-        model.save(temp, overwrite=True)
-        with zipfile.ZipFile(temp, "a") as archive:
-            archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=1, default=_json_default))
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
-        _verify_written(temp)
-        os.replace(temp, path)
-        temp = None
-        fsync_folder(folder)
+        with output_lock(path, error=ModelFileError):
+            remove_stale_temp_files(folder, older_than=UNLOCKED_TEMP_SECONDS if locks_supported()
+                                    else STALE_TEMP_SECONDS)
+            fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.keras", dir=folder)
+            os.close(fd)
+            temp = Path(temp_name)
+            # Keras asks on stdin before overwriting unless told; the temp file is ours anyway.
+            model.save(temp, overwrite=True)
+            with zipfile.ZipFile(temp, "a") as archive:
+                archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=1, default=_json_default))
+            with open(temp, "rb") as handle:
+                os.fsync(handle.fileno())
+            _verify_written(temp)
+            os.replace(temp, path)
+            temp = None
+            fsync_folder(folder)
     except ModelFileError:
         _remove_quietly(temp)
         raise
@@ -141,20 +157,6 @@ def _verify_written(path):
         raise ModelFileError(f"The model written to {path} failed its check; nothing was replaced.")
 
 
-def fsync_folder(folder):
-    """Make a rename inside ``folder`` durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # Windows cannot open folders; os.replace is still atomic there
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _remove_quietly(path):
     if path is None:
         return
@@ -175,29 +177,73 @@ def _json_default(value):
 def remove_stale_temp_files(folder, older_than=0.0):
     """Delete temp files a killed save left behind (they never replace a real model).
 
+    Only regular files named as :func:`save_model` names its temp files are candidates,
+    and a temp file whose target a save in progress holds locked is always kept. Lock
+    files that killed saves left (no live writer holds them) go too.
+
     Args:
         folder: The folder to clean (not searched recursively).
-        older_than: Only remove temp files last modified at least this many seconds ago,
-            so a save running in another process keeps its file.
+        older_than: Only remove temp files last modified at least this many seconds ago
+            (a second guard for a save by a version of this app that took no lock).
 
     Returns:
-        The paths removed.
+        The temp files removed.
     """
     removed = []
     now = time.time()
+    folder = Path(folder)
     try:
-        candidates = sorted(Path(folder).glob(_TEMP_GLOB))
+        candidates = sorted(folder.glob(_TEMP_GLOB))
+        locks = sorted(folder.glob(".*.lock"))
     except OSError:
         return removed
+    for lock in locks:
+        match = _LOCK_NAME.match(lock.name)
+        if match is not None:
+            remove_abandoned_lock(folder / match.group("target"))
     for candidate in candidates:
+        match = _TEMP_NAME.match(candidate.name)
+        if match is None:
+            continue
         try:
-            if not candidate.is_file() or now - candidate.stat().st_mtime < older_than:
+            info = candidate.lstat()
+            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < older_than:
                 continue
+            target = match.group("target")
+            if not target.lower().endswith(".keras"):
+                target += ".keras"
+            if is_locked(folder / target):
+                continue  # its save is running right now
             candidate.unlink()
         except OSError:
             continue
         removed.append(candidate)
     return removed
+
+
+def read_run_id(path):
+    """The run id a model file carries in its metadata (None if it has none).
+
+    Reads one small JSON member, without the full gate and without TensorFlow: the run
+    history asks this of every model it lists. Raises ModelFileError for a file that is
+    not a readable ``.keras`` zip.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            try:
+                info = archive.getinfo(METADATA_MEMBER)
+            except KeyError:
+                return None
+            if info.file_size > MAX_JSON_BYTES:
+                raise ModelFileError(f"{path} was refused: {METADATA_MEMBER} is too large.")
+            metadata = json.loads(archive.read(info).decode("utf-8"))
+    except ModelFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes, as in check_model_file
+        raise ModelFileError(f"{path} is damaged or not a Keras model ({_short(exc)}).") from exc
+    run_id = metadata.get("run_id") if isinstance(metadata, dict) else None
+    return run_id if isinstance(run_id, str) else None
 
 
 # -- the gate ---------------------------------------------------------------------------

@@ -610,12 +610,16 @@ class HistoryView(QWidget):
 
     @Slot()
     def open_selected_model(self):
-        """Open the model of the run selected last in the window."""
-        path = self._open_target()
-        if path is None:
+        """Open the model of the run selected last, if its file still holds that run's model."""
+        from ..core.history import run_model_path
+
+        if not self._selection_order:
+            return
+        try:
+            path = run_model_path(self._selection_order[-1])
+        except Exception as exc:  # noqa: BLE001 - not saved, moved, overwritten by another run
             show_error(self, "No model to open",
-                       "The selected run's model was not saved or its file has moved. Open the file "
-                       "with Model ▸ Open model… instead.")
+                       f"{exc} Open a model file with Model ▸ Open model… instead.")
             return
         self.open_model_requested.emit(path)
 

@@ -87,8 +87,10 @@ class ModelState(QObject):
     # -- after training -------------------------------------------------------------
     def adopt_training_result(self, result, scan, config):
         """Make a fresh model current, autosave it (nothing is lost), and evaluate it."""
+        from ..core.history import assign_run_id
         from ..core.model_io import from_training
 
+        assign_run_id(result)  # the saved file names its run; the history records the same id
         folder = user_data_dir() / "models"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{result.metadata.get('preset', 'model')}.keras"

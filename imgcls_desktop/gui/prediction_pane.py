@@ -10,7 +10,6 @@ for its label lies. Maps are computed only while the toggle is on, in their own 
 after the classifications, and kept per file until the model changes.
 """
 
-import csv
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -632,25 +631,21 @@ class PredictionPane(QWidget):
         path = self._ask_csv_path()
         if not path:
             return
+        from ..core.errors import ImgclsError
+
         try:
             self.export_csv(path)
-        except OSError as exc:
+        except (OSError, ImgclsError) as exc:
             import traceback
 
+            message = (f"Could not write {path}: {exc.strerror or exc}." if isinstance(exc, OSError)
+                       else str(exc))  # core's message names the file and the folder
             show_error(self, "Could not export the predictions",
-                       f"Could not write {path}: {exc.strerror or exc}. Choose a folder you can write to.",
-                       traceback.format_exc())
+                       f"{message} Choose a folder you can write to.", traceback.format_exc())
 
     def export_csv(self, path):
-        """Write one row per result: path, label, confidence, top_k, error."""
-        with open(path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "label", "confidence", "top_k", "error"])
-            for prediction in self._results:
-                if prediction.ok:
-                    top_k = ";".join(f"{label}:{p:.6f}" for label, p in prediction.top_k)
-                    writer.writerow([prediction.path, prediction.label,
-                                     f"{prediction.confidence:.6f}", top_k, ""])
-                else:
-                    writer.writerow([prediction.path, "", "", "", prediction.error])
+        """Write one row per result, atomically: the table ``imgcls predict --csv`` writes."""
+        from ..core.output_files import write_predictions_csv
+
+        write_predictions_csv(path, self._results)
         return str(path)

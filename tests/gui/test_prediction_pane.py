@@ -104,7 +104,7 @@ def test_drop_classifies_files_and_reports_bad_ones(pane, loaded, good_images, b
     pane.export_button.click()
     with open(target, newline="", encoding="utf-8") as handle:
         lines = list(csv.reader(handle))
-    assert lines[0] == ["path", "label", "confidence", "top_k", "error"]
+    assert lines[0] == ["path", "label", "confidence", "top_k", "error", "unknown"]
     assert len(lines) == 5
     assert sum(1 for line in lines[1:] if line[4]) == 1
 
