@@ -2,13 +2,22 @@
 
 Open the dataset, train one short epoch, evaluate, classify a few images by a simulated
 drop, print one JSON summary. The packaged build uses it as its smoke test.
+
+It runs in a temporary user-data folder (settings, run history, models, decode cache),
+removed afterwards: a self-test must not change the user's saved settings or add a run
+and a model to their history. Only its log lines go to the user's log.
 """
 
+import contextlib
 import json
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 from PySide6.QtCore import QEventLoop, QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
@@ -63,8 +72,40 @@ def drop_files(widget, paths):
     return event.isAccepted()
 
 
+@contextlib.contextmanager
+def isolated_user_data():
+    """Point the user-data folder (and the decode cache) at a fresh temporary folder.
+
+    Every reader of settings, runs and models asks ``resources.user_data_dir()`` each time,
+    so the window built before this still writes here. Restored, and the folder removed,
+    on the way out.
+    """
+    names = ("IMGCLS_DATA_DIR", "IMGCLS_CACHE_DIR")
+    previous = {name: os.environ.get(name) for name in names}
+    folder = Path(tempfile.mkdtemp(prefix="imgcls-self-test-"))
+    os.environ["IMGCLS_DATA_DIR"] = str(folder)
+    os.environ["IMGCLS_CACHE_DIR"] = str(folder / "decoded")
+    try:
+        yield folder
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_self_test(window, dataset=None, epochs=1, out=None):
-    """Returns the process exit status: 0 when every step worked."""
+    """Returns the process exit status: 0 when every step worked.
+
+    The window is closed at the end (its settings go to the temporary folder too).
+    """
+    with isolated_user_data():
+        return _run_self_test(window, dataset, epochs, out)
+
+
+def _run_self_test(window, dataset, epochs, out):
     from ..core.training import TrainingConfig
     from ..resources import sample_dataset_path
 
