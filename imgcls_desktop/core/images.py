@@ -115,7 +115,7 @@ def _to_rgb(image):
     return image.convert("RGB")
 
 
-def _decode(path):
+def _decode(path, draft_size=None):
     with warnings.catch_warnings():
         # Pillow's own warning threshold lies above MAX_PIXELS, so during open it only
         # repeats the check made next (which also names the size).
@@ -129,6 +129,11 @@ def _decode(path):
             # Decoding may meet oversized frames (GIF); those must fail, not warn.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.seek(0)
+            if draft_size and image.format in ("JPEG", "MPO"):
+                # JPEG can decode at 1/2, 1/4 or 1/8 scale in the DCT (draft mode), for a
+                # fraction of the work; a square request keeps both sides at least as large
+                # as asked whichever way EXIF later turns the photo.
+                image.draft("RGB", (draft_size, draft_size))
             image.load()
             try:
                 upright = ImageOps.exif_transpose(image)
@@ -138,11 +143,13 @@ def _decode(path):
             return _to_rgb(upright)
 
 
-def open_image(path) -> Image.Image:
+def open_image(path, draft_size=None) -> Image.Image:
     """Open, fully decode and normalise one image file.
 
     Args:
         path: Path of the image file.
+        draft_size: If given, a JPEG may be decoded at a reduced scale (1/2, 1/4, 1/8)
+            whose sides stay at least this many pixels; for callers that shrink it anyway.
 
     Returns:
         A fully loaded ``PIL.Image.Image`` in mode ``"RGB"``: first frame only, EXIF
@@ -162,7 +169,7 @@ def open_image(path) -> Image.Image:
     if size == 0:
         raise ImageError(path, "empty file (0 bytes)")
     try:
-        return _decode(path)
+        return _decode(path, draft_size)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -181,6 +188,10 @@ def open_image(path) -> Image.Image:
 def load_image(path, image_size) -> np.ndarray:
     """Load one image as the uint8 array models are trained and run on.
 
+    Training and prediction both load through here, so they see identical pixels: a JPEG
+    at least twice the asked size is decoded in draft mode (at 1/2 to 1/8 scale in the
+    DCT, several times faster) before the bilinear resize.
+
     Args:
         path: Path of the image file.
         image_size: ``(height, width)`` to resize to (bilinear, aspect ratio not
@@ -192,7 +203,8 @@ def load_image(path, image_size) -> np.ndarray:
     Raises:
         ImageError: The file cannot be read (see :func:`open_image`).
     """
-    image = open_image(path)
+    draft_size = max(int(side) for side in image_size) if image_size is not None else None
+    image = open_image(path, draft_size)
     if image_size is not None:
         height, width = (int(side) for side in image_size)
         if image.size != (width, height):

@@ -411,6 +411,8 @@ class MainWindow(QMainWindow):
     # -- training -------------------------------------------------------------------
     @Slot()
     def _on_training_started(self):
+        # Train from any view (menu, toolbar, Ctrl+T, retrain): the user watches it here.
+        self.tabs.setCurrentIndex(TAB_TRAIN)
         self.prediction.set_training_active(True)
         self.robustness.set_training_active(True)
         self.browser.doctor.set_training_active(True)

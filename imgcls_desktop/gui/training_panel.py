@@ -59,6 +59,13 @@ def augmented_samples(paths, image_size, augmentation, seed=0):
     return augmentation_preview(images, augmentation, count=len(paths), seed=seed)
 
 
+def recommend_for(scan):
+    """``(scan, core.recommend.recommend(scan))``, on a pool thread (it reads image headers)."""
+    from ..core.recommend import recommend
+
+    return scan, recommend(scan)
+
+
 def _pixmap(array):
     array = np.ascontiguousarray(array, dtype=np.uint8)
     height, width = array.shape[:2]
@@ -82,11 +89,17 @@ class TrainingPanel(QWidget):
     training_succeeded = Signal(object)
     training_failed = Signal(object, str)
     training_finished = Signal()
+    recommendation_ready = Signal(object)
 
     def __init__(self, parent=None):
         super().__init__(parent)
         _named(self, "trainingPanel")
         self._scan = None
+        self.recommendation = None  # core.recommend.Recommendation for the open dataset
+        # Whether the user changed a setting the recommendation sets, since the dataset opened:
+        # their choice then wins over a recommendation that arrives later.
+        self._settings_touched = False
+        self._applying = False
         self._engine_ready = False
         self._early_stopping_patience = 10
         self._stop_requested = False
@@ -100,6 +113,10 @@ class TrainingPanel(QWidget):
         self.preset_combo.currentIndexChanged.connect(self._on_preset_changed)
         self.preset_combo.setCurrentIndex(list(PRESETS).index(DEFAULT_PRESET))
         self._on_preset_changed()
+        for signal in (self.preset_combo.currentIndexChanged, self.epochs_radio.toggled,
+                       self.epochs_spin.valueChanged, self.minutes_spin.valueChanged,
+                       self.image_size_spin.valueChanged, self.validation_spin.valueChanged):
+            signal.connect(self._on_setting_edited)
         self._update_buttons()
 
     # -- layout -----------------------------------------------------------------
@@ -137,7 +154,7 @@ class TrainingPanel(QWidget):
             name: _named(_spin(0.0, 1.0, 0.0, decimals=2, step=0.05), f"{name}Spin")
             for name in ("rotation", "zoom", "translation", "contrast")}
         self.weights_combo = _named(QComboBox(), "weightsCombo")
-        self.weights_combo.addItem("ImageNet (download, cached)", "imagenet")
+        self.weights_combo.addItem("ImageNet (built in or downloaded once)", "imagenet")
         self.weights_combo.addItem("Local file…", "file")
         self.weights_combo.currentIndexChanged.connect(self._update_weights_row)
         self.weights_path = _named(QLineEdit(), "weightsPath")
@@ -155,6 +172,19 @@ class TrainingPanel(QWidget):
         self.fine_tune_label = QLabel("Fine-tune backbone (epochs)")
         self.preview_button = _named(QPushButton("Preview augmentation"), "previewButton")
         self.preview_button.clicked.connect(self.preview_augmentation)
+
+        self.recommendation_label = _named(QLabel(""), "recommendationLabel")
+        self.recommendation_label.setWordWrap(True)
+        self.recommendation_label.setTextFormat(Qt.TextFormat.RichText)
+        self.use_recommended_button = _named(QPushButton("Use recommended settings"), "useRecommendedButton")
+        self.use_recommended_button.setToolTip("Set the preset, image size, time and validation split "
+                                               "recommended for this dataset")
+        self.use_recommended_button.clicked.connect(self.use_recommendation)
+        self.recommendation_box = _named(QGroupBox("Recommended for this dataset"), "recommendationBox")
+        recommendation_layout = QVBoxLayout(self.recommendation_box)
+        recommendation_layout.addWidget(self.recommendation_label)
+        recommendation_layout.addWidget(self.use_recommended_button)
+        self.recommendation_box.hide()
 
         self.settings = _named(QGroupBox("Settings"), "trainingSettings")
         form = QFormLayout(self.settings)
@@ -194,7 +224,7 @@ class TrainingPanel(QWidget):
         self.chart = LiveChart(self)
 
         left = QVBoxLayout()
-        for widget in (self.settings, self.preview_strip):
+        for widget in (self.recommendation_box, self.settings, self.preview_strip):
             left.addWidget(widget)
         left.addStretch(1)
         right = QVBoxLayout()
@@ -311,11 +341,105 @@ class TrainingPanel(QWidget):
             self.weights_path.setText(str(config.weights))
         else:
             self.weights_combo.setCurrentIndex(self.weights_combo.findData("imagenet"))
+        # A configuration set on purpose (restored, retrain, self-test) is the user's choice,
+        # even where it happens to equal what the widgets showed.
+        self._settings_touched = True
+        self._update_recommendation_text()
+
+    # -- recommendation ---------------------------------------------------------------
+    @Slot()
+    def _on_setting_edited(self):
+        if not self._applying:
+            self._settings_touched = True
+            self._update_recommendation_text()
+
+    def _apply_settings(self, apply):
+        """Run ``apply()`` without counting its widget changes as the user's own."""
+        self._applying = True
+        try:
+            apply()
+        finally:
+            self._applying = False
+
+    def _start_recommendation(self, scan):
+        self.jobs.start(Job(recommend_for, scan), on_success=self._on_recommended,
+                        on_failure=self._on_recommendation_failed)
+
+    @Slot(object)
+    def _on_recommended(self, answer):
+        scan, recommendation = answer
+        if scan is not self._scan:
+            return  # a dataset opened since: its own recommendation is on the way
+        self.recommendation = recommendation
+        if not self._settings_touched and not self.is_training():
+            self.use_recommendation(user=False)
+        self._update_recommendation_text()
+        self.recommendation_box.show()
+        self.recommendation_ready.emit(recommendation)
+
+    @Slot(object, str)
+    def _on_recommendation_failed(self, exc, details):
+        # A recommendation is a convenience: the preset's defaults still train.
+        self.recommendation_label.setText(f"No recommendation ({exc}); the settings below still work.")
+        self.recommendation_box.show()
+
+    @Slot()
+    def use_recommendation(self, user=True):
+        """Set the recommended preset, image size, time budget and validation split."""
+        recommendation = self.recommendation
+        if recommendation is None or self.is_training():
+            return
+
+        def apply():
+            self.preset_combo.setCurrentIndex(self.preset_combo.findData(recommendation.preset))
+            self._on_preset_changed()
+            self.image_size_spin.setValue(recommendation.image_size)
+            if recommendation.time_budget:
+                self.time_radio.setChecked(True)
+                self.minutes_spin.setValue(recommendation.time_budget / 60.0)
+            else:
+                self.epochs_radio.setChecked(True)
+            self.validation_spin.setValue(round(recommendation.validation_split * 100))
+
+        self._apply_settings(apply)
+        self._settings_touched = False
+        self._update_recommendation_text()
+
+    def _update_recommendation_text(self):
+        recommendation = self.recommendation
+        if recommendation is None:
+            return
+        title = PRESETS[recommendation.preset].title
+        when = (f"for {recommendation.time_budget / 60:g} min" if recommendation.time_budget
+                else f"{PRESETS[recommendation.preset].epochs} epochs at most (stops early when it stops improving)")
+        following = not self._settings_touched
+        state = ("<i>These settings follow it.</i>" if following
+                 else "<i>You changed the settings; the recommendation is not applied.</i>")
+        self.recommendation_label.setText(
+            f"<b>{title}</b>, {recommendation.image_size} px, {when}.<br>{recommendation.reason}<br>{state}")
+        self.use_recommended_button.setEnabled(not following)
 
     # -- dataset / engine state -------------------------------------------------
     def set_dataset(self, scan):
-        """The ``DatasetScan`` to train on next, or None."""
+        """The ``DatasetScan`` to train on next, or None.
+
+        Another folder than before starts afresh: the last run's chart and messages go,
+        and the settings follow the new folder's recommendation (computed in the
+        background) until the user changes one. A rescan of the same folder keeps both.
+        """
+        previous = self._scan
         self._scan = scan
+        same_folder = previous is not None and scan is not None and previous.root == scan.root
+        if not same_folder and not self.is_training():
+            self.chart.clear()
+            self.progress_bar.setValue(0)
+            self.progress_bar.setFormat("Not training")
+            self.status_label.setText("")
+            self.recommendation = None
+            self.recommendation_box.hide()
+            self._settings_touched = False
+        if scan is not None and (not same_folder or self.recommendation is None):
+            self._start_recommendation(scan)
         self._update_buttons()
 
     def set_engine_ready(self, ready):
@@ -330,7 +454,7 @@ class TrainingPanel(QWidget):
             return "The training engine (TensorFlow) is still loading; Train unlocks when it is ready."
         if (PRESETS[self.preset_name()].kind == "transfer" and self.weights_combo.currentData() == "file"
                 and not self.weights_path.text().strip()):
-            return "Choose a backbone weights file, or pick \"ImageNet (download, cached)\"."
+            return "Choose a backbone weights file, or pick \"ImageNet (built in or downloaded once)\"."
         return ""
 
     @Slot()
