@@ -23,6 +23,8 @@ import numpy as np
 from .backend import keras_module, tensorflow_module
 from .calibration import single_input, temperature_of, unknown_threshold_of
 from .errors import ImgclsError
+from .names import display_name
+from .output_files import write_atomic
 from .tta import mode_of as tta_mode_of, tta_logits
 
 FORMATS = ("saved_model", "tflite", "onnx")
@@ -117,7 +119,8 @@ def export_model(loaded, out_path, format):
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ExportError(f"Exporting to {format} at {out_path} failed: {message}") from exc
     labels_path, json_path = sidecar_paths(out_path, format)
-    labels_path.write_text("\n".join(loaded.class_names) + "\n", encoding="utf-8")
+    # Sidecars whole or not at all; a class name that is not UTF-8 is written as \\xNN.
+    write_atomic(labels_path, "".join(display_name(name) + "\n" for name in loaded.class_names))
     info = {
         "format": format,
         "class_names": list(loaded.class_names),
@@ -129,7 +132,7 @@ def export_model(loaded, out_path, format):
         "unknown_threshold": unknown_threshold_of(loaded.metadata) if calibrated else None,
         "preset": loaded.metadata.get("preset"),
     }
-    json_path.write_text(json.dumps(info, indent=1), encoding="utf-8")
+    write_atomic(json_path, json.dumps(info, indent=1))
     return {"format": format, "path": str(out_path), "bytes": _size(out_path),
             "calibrated": calibrated, "files": [str(out_path), str(labels_path), str(json_path)]}
 

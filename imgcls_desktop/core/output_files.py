@@ -274,6 +274,21 @@ def fsync_folder(folder):
         os.close(descriptor)
 
 
+def csv_text(rows):
+    """Rows as CSV text; text cells go through :func:`names.display_name`, so a name that
+    is not UTF-8 (a path, a class folder) fits a UTF-8 file as ``\\xNN``."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    for row in rows:
+        writer.writerow([display_name(cell) if isinstance(cell, str) else cell for cell in row])
+    return buffer.getvalue()
+
+
+def write_csv(path, rows, error=OutputFileError):
+    """Write :func:`csv_text` of ``rows`` to ``path`` atomically (see :func:`write_atomic`)."""
+    return write_atomic(path, csv_text(rows), error)
+
+
 PREDICTION_COLUMNS = ["path", "label", "confidence", "top_k", "error", "unknown"]
 
 
@@ -283,17 +298,13 @@ def predictions_csv(predictions):
     Paths are written with :func:`names.display_name` (undecodable bytes as ``\\xNN``), so
     any file name fits a UTF-8 cell.
     """
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer)
-    writer.writerow(PREDICTION_COLUMNS)
+    rows = [PREDICTION_COLUMNS]
     for prediction in predictions:
         ok = prediction.error is None
-        top = "; ".join(f"{display_name(label)}:{p:.4f}" for label, p in prediction.top_k)
-        writer.writerow([display_name(prediction.path), display_name(prediction.label or ""),
-                         f"{prediction.confidence:.6f}" if ok else "", top,
-                         display_name(prediction.error or ""),
-                         ("yes" if prediction.unknown else "no") if ok else ""])
-    return buffer.getvalue()
+        top = "; ".join(f"{label}:{p:.4f}" for label, p in prediction.top_k)
+        rows.append([prediction.path, prediction.label or "", f"{prediction.confidence:.6f}" if ok else "",
+                     top, prediction.error or "", ("yes" if prediction.unknown else "no") if ok else ""])
+    return csv_text(rows)
 
 
 def write_predictions_csv(path, predictions):

@@ -8,7 +8,6 @@ to another class or to quarantine. The view only asks (``move_requested``); the 
 the move on disk (``core.data_fixes``) and tells the view (:meth:`EvaluationView.mark_moved`).
 """
 
-import csv
 import html
 import json
 import os
@@ -617,12 +616,15 @@ class EvaluationView(QWidget):
         path = self._ask_save_path()
         if not path:
             return
+        from ..core.errors import ImgclsError
+
         try:
             self.export_report(path)
-        except OSError as exc:
+        except (OSError, ImgclsError) as exc:
+            message = (f"Could not write {path}: {exc.strerror or exc}." if isinstance(exc, OSError)
+                       else str(exc))  # core's message names the file and the folder
             show_error(self, "Could not export the report",
-                       f"Could not write {path}: {exc.strerror or exc}. "
-                       "Choose a folder you can write to.", traceback.format_exc())
+                       f"{message} Choose a folder you can write to.", traceback.format_exc())
 
     def export_report(self, path):
         """Write the report as JSON at ``path`` and the per-class table as CSV beside it.
@@ -630,16 +632,18 @@ class EvaluationView(QWidget):
         Returns:
             ``(json_path, csv_path)``; the CSV is ``<name>_per_class.csv``.
         """
+        from ..core.output_files import write_atomic, write_csv
+
         json_path = Path(path)
         if json_path.suffix.lower() != ".json":
             json_path = json_path.with_name(json_path.name + ".json")
         csv_path = json_path.with_name(json_path.stem + "_per_class.csv")
-        json_path.write_text(json.dumps(self.report.to_dict(), indent=2), encoding="utf-8")
-        with open(csv_path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["class", "precision", "recall", "f1", "support"])
-            for name, metrics in self.report.per_class().items():
-                writer.writerow([name, f"{metrics['precision']:.6f}", f"{metrics['recall']:.6f}",
-                                 f"{metrics['f1']:.6f}", metrics["support"]])
+        # Whole files or none (core.output_files); json.dumps' ASCII escapes keep any name.
+        write_atomic(json_path, json.dumps(self.report.to_dict(), indent=2))
+        rows = [["class", "precision", "recall", "f1", "support"]]
+        for name, metrics in self.report.per_class().items():
+            rows.append([name, f"{metrics['precision']:.6f}", f"{metrics['recall']:.6f}",
+                         f"{metrics['f1']:.6f}", metrics["support"]])
+        write_csv(csv_path, rows)
         self.report_exported.emit(str(json_path), str(csv_path))
         return str(json_path), str(csv_path)

@@ -7,7 +7,6 @@ runs as an engine job with progress and Cancel; the view shows a table (cells co
 how far they fall below clean) and a chart of accuracy against severity.
 """
 
-import csv
 import traceback
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -369,24 +368,28 @@ class RobustnessView(QWidget):
         path = self._ask_csv_path()
         if not path:
             return
+        from ..core.errors import ImgclsError
+
         try:
             self.export_csv(path)
-        except OSError as exc:
+        except (OSError, ImgclsError) as exc:
+            message = (f"Could not write {path}: {exc.strerror or exc}." if isinstance(exc, OSError)
+                       else str(exc))  # core's message names the file and the folder
             show_error(self, "Could not export the robustness check",
-                       f"Could not write {path}: {exc.strerror or exc}. Choose a folder you can write to.",
-                       traceback.format_exc())
+                       f"{message} Choose a folder you can write to.", traceback.format_exc())
 
     def export_csv(self, path):
         """One row per condition: corruption, severity, description, overall, each class, drop."""
         report = self._report
+        from ..core.output_files import write_csv
+
         names = list(report["class_names"])
-        with open(path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["corruption", "severity", "description", "overall"] + names + ["drop"])
-            for row in report["conditions"]:
-                values = [row["per_class"][name] for name in names]
-                writer.writerow([row["family"], row["severity"], row["title"], f"{row['accuracy']:.6f}"]
-                                + ["" if value is None else f"{value:.6f}" for value in values]
-                                + [f"{row['drop']:.6f}"])
+        rows = [["corruption", "severity", "description", "overall"] + names + ["drop"]]
+        for row in report["conditions"]:
+            values = [row["per_class"][name] for name in names]
+            rows.append([row["family"], row["severity"], row["title"], f"{row['accuracy']:.6f}"]
+                        + ["" if value is None else f"{value:.6f}" for value in values]
+                        + [f"{row['drop']:.6f}"])
+        write_csv(path, rows)  # whole or not at all
         return str(path)
 

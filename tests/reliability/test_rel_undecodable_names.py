@@ -122,3 +122,68 @@ def test_inspect_prints_an_undecodable_problem_file(capsys, tmp_path):
     captured = capsys.readouterr()
     assert code == 3, captured.err
     assert "zero\\xff.png" in captured.out
+
+
+def test_evaluate_prints_undecodable_names(capsys, tiny_model_file, tmp_path):
+    model, class_names = tiny_model_file
+    for name in class_names:  # the same image in both classes: one of them is a mistake
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True)
+        bad_named_image(folder)
+        write_image(folder / "plain.png", colour=(10, 200, 30))
+    broken = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path / "data" / "alpha"), b"broken\xff.png")))
+    broken.write_bytes(b"not an image")
+    code = main(["evaluate", str(model), str(tmp_path / "data")])
+    captured = capsys.readouterr()
+    assert "UnicodeEncodeError" not in captured.err and "unexpected error" not in captured.err
+    assert code == 3, captured.err
+    assert f"wrong: {tmp_path}/data/" in captured.out and f"/{SHOWN}: " in captured.out
+    assert "broken\\xff.png" in captured.err
+
+
+class _StubReport:
+    """What EvaluationView.export_report reads of a report, with a class folder named in bytes
+    that are not UTF-8."""
+
+    class_names = ["caf\udce9", "tea"]
+
+    def to_dict(self):
+        return {"class_names": self.class_names, "accuracy": 0.5}
+
+    def per_class(self):
+        return {name: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2} for name in self.class_names}
+
+
+def test_the_windows_report_and_robustness_exports_are_whole_and_carry_any_name(qtbot, monkeypatch, tmp_path):
+    from imgcls_desktop.core import output_files
+    from imgcls_desktop.gui.evaluation_view import EvaluationView
+    from imgcls_desktop.gui.robustness_view import RobustnessView
+
+    view = EvaluationView()
+    qtbot.addWidget(view)
+    view.report = _StubReport()
+    json_path, csv_path = view.export_report(tmp_path / "report.json")
+    assert json.loads(Path(json_path).read_text(encoding="utf-8"))["class_names"][0] == "caf\udce9"
+    rows = list(csv.reader(open(csv_path, encoding="utf-8", newline="")))
+    assert rows[1][0] == "caf\\xe9"
+
+    robustness = RobustnessView()
+    qtbot.addWidget(robustness)
+    robustness._report = {"class_names": ["caf\udce9"], "conditions": [
+        {"family": "blur", "severity": 1, "title": "blur 1", "accuracy": 0.5,
+         "per_class": {"caf\udce9": 0.5}, "drop": 0.1}]}
+    table = tmp_path / "robustness.csv"
+    robustness.export_csv(table)
+    assert list(csv.reader(table.open(encoding="utf-8", newline="")))[0][4] == "caf\\xe9"
+
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(output_files.os, "fsync", full_disk)
+    for export in (lambda: view.export_report(tmp_path / "report.json"),
+                   lambda: robustness.export_csv(table)):
+        with pytest.raises(ImgclsError, match="free space"):
+            export()
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
