@@ -45,14 +45,18 @@ def build_parser():
     p = sub.add_parser("train", parents=[common], help="train a model on a dataset folder")
     p.add_argument("dataset", type=Path)
     p.add_argument("--out", type=Path, default=Path("model.keras"), help="model file to write (.keras)")
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="the model to train (default: recommended from the images and this machine's "
+                        f"speed, printed before training; {DEFAULT_PRESET} for small images)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="train for this many seconds of wall-clock time instead of a number of epochs")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--image-size", type=int)
-    p.add_argument("--validation-split", type=float, default=0.2)
+    p.add_argument("--validation-split", type=float,
+                   help="share of the training images held out (default: 0.2, at most 2,500 images "
+                        "on big folders; 0 when a val/ folder exists)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--patience", type=int, default=10, help="early stopping patience in epochs (0: off)")
     p.add_argument("--weights", help="local backbone weights file for transfer presets "
@@ -244,7 +248,33 @@ def _train_into(args, out):
     from .core.names import display_name as shown  # names that are not UTF-8 print as \xNN
     from .core.training import TrainingConfig, train
 
-    preset = get_preset(args.preset)
+    if args.preset is not None:
+        preset = get_preset(args.preset)
+        if args.fine_tune_epochs and preset.kind != "transfer":
+            raise _UsageError(f"--fine-tune-epochs is for transfer presets; {args.preset} trains every layer already")
+    scan = scan_dataset(args.dataset)
+    for problem in scan.problems:
+        print(f"imgcls: skipping {shown(problem.path)}: {shown(problem.reason)}", file=sys.stderr)
+    recommendation = None
+    if args.preset is None:
+        from .core.recommend import recommend
+
+        recommendation = recommend(scan)
+        args.preset = recommendation.preset
+        preset = get_preset(args.preset)
+        if args.image_size is None:
+            args.image_size = recommendation.image_size
+        if args.epochs is None and args.time_budget is None:
+            args.time_budget = recommendation.time_budget
+        _log(args, f"Recommended: {preset.title}. {recommendation.reason} "
+                   "(choose another with --preset)")
+        if args.fine_tune_epochs and preset.kind != "transfer":
+            raise _UsageError(f"--fine-tune-epochs is for transfer presets; the recommended {args.preset} "
+                              "trains every layer already (pass --preset to choose a transfer preset)")
+    if args.validation_split is None:
+        from .core.recommend import recommended_validation_split
+
+        args.validation_split = recommended_validation_split(scan)
     augmentation = _parse_augment(args.augment, preset.augmentation)
     config = TrainingConfig(
         preset=args.preset, epochs=args.epochs, time_budget=args.time_budget,
@@ -253,11 +283,6 @@ def _train_into(args, out):
         early_stopping_patience=args.patience or None, weights=args.weights or "imagenet",
         class_weights=args.class_weights, fine_tune_epochs=args.fine_tune_epochs,
     )
-    if args.fine_tune_epochs and preset.kind != "transfer":
-        raise _UsageError(f"--fine-tune-epochs is for transfer presets; {args.preset} trains every layer already")
-    scan = scan_dataset(args.dataset)
-    for problem in scan.problems:
-        print(f"imgcls: skipping {shown(problem.path)}: {shown(problem.reason)}", file=sys.stderr)
     _check_run(config, scan)  # the preset is known now: its image sizes, and the memory it needs
     _log(args, f"Training {preset.title} on {shown(scan.root)} ({len(scan.class_names)} classes, "
                f"{len(scan.splits[scan.training_split_name()])} images)")
@@ -290,6 +315,8 @@ def _train_into(args, out):
     run = cli_history.record_training(args, result, scan, out)  # after the save: never costs the model
     summary = result.summary(out)
     summary["run_id"] = run.id if run else None
+    summary["preset"] = args.preset
+    summary["recommendation"] = recommendation.to_dict() if recommendation else None
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
