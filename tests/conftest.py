@@ -99,6 +99,82 @@ def nobody_tmp_path():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+PLANTED_MISLABELS = 5
+
+
+@pytest.fixture(scope="session")
+def planted_mislabels(tmp_path_factory):
+    """3 shapes x 60 with 5 circles filed as squares: (root, planted paths). Copy before changing.
+
+    At the search's defaults (3 folds, 10 epochs, seed 1337) every planted circle is found:
+    5 of 5, with at most one clean image flagged, at seeds 1, 2, 3 and 1337 (measured
+    2026-12-02). At 6 epochs a fold model could stay unsure of red circles against green
+    squares: 2 of 5 at seed 1, every run.
+    """
+    root = make_shapes_dataset(tmp_path_factory.mktemp("planted"), num_classes=3, per_class=60, seed=5)
+    planted = []
+    for index in range(PLANTED_MISLABELS):
+        target = root / "square" / f"was_circle_{index}.png"
+        (root / "circle" / f"circle_{index:03d}.png").rename(target)
+        planted.append(str(target))
+    return root, planted
+
+
+_mislabel_searches = {}  # one real search per dataset content and settings, for the session
+
+
+@pytest.fixture
+def shared_mislabel_search(monkeypatch):
+    """``find_mislabels``, run for real once per dataset content and settings in the session.
+
+    The core test, ``imgcls doctor --mislabels`` and the window's doctor search the same
+    planted dataset (or a copy of it) with the same settings: a minute of training each.
+    The first call runs the real search and records its progress calls; later calls on a
+    dataset with the same files (by path relative to the root, and size) replay that
+    progress and return the same suspects under their own root. Patched where the CLI and
+    the window look it up; also returned.
+    """
+    import dataclasses
+    import inspect
+    from pathlib import Path
+
+    from imgcls_desktop.core import mislabels
+
+    real = getattr(mislabels.find_mislabels, "real", mislabels.find_mislabels)
+
+    def search(scan, on_progress=None, stop_event=None, **settings):
+        root = Path(scan.root)
+        files = tuple(sorted((Path(item.path).relative_to(root).as_posix(), Path(item.path).stat().st_size)
+                             for item in scan.splits[scan.training_split_name()]))
+        bound = inspect.signature(real).bind(scan, **settings)
+        bound.apply_defaults()  # the same search whether its settings were spelt out or not
+        key = (files, tuple((name, value) for name, value in bound.arguments.items() if name != "scan"))
+        if key not in _mislabel_searches:
+            calls = []
+
+            def record(done, total):
+                calls.append((done, total))
+                if on_progress is not None:
+                    on_progress(done, total)
+
+            suspects = real(scan, on_progress=record, stop_event=stop_event, **settings)
+            _mislabel_searches[key] = (calls, [
+                dataclasses.replace(suspect, path=Path(suspect.path).relative_to(root).as_posix())
+                for suspect in suspects])
+            return suspects
+        calls, suspects = _mislabel_searches[key]
+        for done, total in calls:
+            if stop_event is not None and stop_event.is_set():
+                raise mislabels.ScanCancelled("mislabel search cancelled")
+            if on_progress is not None:
+                on_progress(done, total)
+        return [dataclasses.replace(suspect, path=str(root / suspect.path)) for suspect in suspects]
+
+    search.real = real
+    monkeypatch.setattr(mislabels, "find_mislabels", search)
+    return search
+
+
 @pytest.fixture(scope="session")
 def object_model(tmp_path_factory):
     """A model that tells the colour of a square on noise (``objects.py``), for Grad-CAM."""

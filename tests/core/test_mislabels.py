@@ -14,43 +14,34 @@ PLANTED = 5
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    """3 shapes x 60, with 5 circles moved into the square folder: (scan, moved paths).
-
-    60 a class, not fewer: with 40, one run in a few trained a weak fold model (the small
-    CNN's augmentation makes runs differ) that missed planted images or flagged clean ones.
-    """
-    root = make_shapes_dataset(tmp_path_factory.mktemp("planted"), num_classes=3, per_class=60, seed=5)
-    moved = []
-    for index in range(PLANTED):
-        target = root / "square" / f"was_circle_{index}.png"
-        (root / "circle" / f"circle_{index:03d}.png").rename(target)
-        moved.append(str(target))
+def planted(planted_mislabels):
+    """conftest's planted dataset (5 circles filed as squares), scanned: (scan, moved paths)."""
+    root, moved = planted_mislabels
     return scan_dataset(root), moved
 
 
-def test_planted_mislabels_lead_the_suspects(planted):
+def test_planted_mislabels_lead_the_suspects(planted, shared_mislabel_search):
     scan, moved = planted
     progress = []
-    suspects = find_mislabels(scan, folds=3, epochs=6, seed=1,
-                              on_progress=lambda done, total: progress.append((done, total)))
+    # The defaults: 3 folds, 10 epochs, seed 1337 (what `imgcls doctor --mislabels` and
+    # the window run; the search is shared with their tests).
+    suspects = shared_mislabel_search(scan, on_progress=lambda done, total: progress.append((done, total)))
 
-    found = [suspect for suspect in suspects if suspect.path in moved]
-    assert len(found) >= PLANTED - 1, suspects
-    for suspect in found:
+    print("SUSPECTS", [(suspect.path.rsplit("/", 1)[-1], round(suspect.confidence, 6)) for suspect in suspects])
+    # Every planted circle, and they lead the list: 5 of 5 at seeds 1, 2, 3 and 1337.
+    assert [suspect.path in moved for suspect in suspects[:PLANTED]] == [True] * PLANTED, suspects
+    for suspect in suspects[:PLANTED]:
         assert (suspect.folder_class, suspect.predicted_class) == ("square", "circle")
         assert suspect.confidence > 0.5 and suspect.folder_class_probability < suspect.confidence
-    # They lead the list (a clean image or two may rank among them), and few of the 175
-    # clean images are flagged at all.
-    assert {suspect.path for suspect in found} <= {suspect.path for suspect in suspects[:PLANTED + 2]}
-    clean = [suspect for suspect in suspects if suspect.path not in moved]
-    assert len(clean) <= 5, clean
+    # Of the 175 clean images, at most one was flagged at any of those seeds.
+    clean = suspects[PLANTED:]
+    assert len(clean) <= 2, clean
     confidences = [suspect.confidence for suspect in suspects]
     assert confidences == sorted(confidences, reverse=True)
-    assert progress[0] == (0, 18) and progress[-1] == (18, 18)
+    assert progress[0] == (0, 30) and progress[-1] == (30, 30)
     assert [done for done, _total in progress] == sorted(done for done, _total in progress)
-    assert set(found[0].to_dict()) == {"path", "folder_class", "predicted_class", "confidence",
-                                       "folder_class_probability"}
+    assert set(suspects[0].to_dict()) == {"path", "folder_class", "predicted_class", "confidence",
+                                          "folder_class_probability"}
 
 
 def test_stop_event_stops_the_search(planted):

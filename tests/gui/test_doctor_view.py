@@ -121,25 +121,17 @@ def test_train_with_class_weights_ticks_the_box_and_trains_weighted(qtbot, windo
     assert again.training.config().class_weights is None
 
 
-@pytest.fixture(scope="module")
-def planted_root(tmp_path_factory):
-    """3 shapes x 60 with 5 circles filed as squares (tests copy it before moving files)."""
-    root = make_shapes_dataset(tmp_path_factory.mktemp("planted"), num_classes=3, per_class=60, seed=5)
-    for index in range(5):
-        (root / "circle" / f"circle_{index:03d}.png").rename(root / "square" / f"was_circle_{index}.png")
-    return root
-
-
-def test_mislabels_are_listed_and_moved_then_the_window_rescans(qtbot, window, planted_root, tmp_path,
-                                                                error_dialogs):
-    root = shutil.copytree(planted_root, tmp_path / "planted")
+def test_mislabels_are_listed_and_moved_then_the_window_rescans(qtbot, window, planted_mislabels, tmp_path,
+                                                                shared_mislabel_search, error_dialogs):
+    # The defaults (3 folds, 10 epochs): the search the core and CLI tests run on the same
+    # planted files, run once for all three (shared_mislabel_search).
+    root = shutil.copytree(planted_mislabels[0], tmp_path / "planted")
     planted = {str(root / "square" / f"was_circle_{index}.png") for index in range(5)}
     with qtbot.waitSignal(window.dataset_opened, timeout=30000):
         window.open_dataset(root)
     doctor = window.browser.doctor
     window.browser.tabs.setCurrentWidget(doctor)
-    doctor.folds_spin.setValue(2)
-    doctor.epochs_spin.setValue(4)
+    assert (doctor.folds_spin.value(), doctor.epochs_spin.value()) == (3, 10)
     formats = []
     progress = doctor.search_row.progress
     progress.valueChanged.connect(lambda _value: formats.append(progress.format()))
@@ -148,9 +140,9 @@ def test_mislabels_are_listed_and_moved_then_the_window_rescans(qtbot, window, p
         assert doctor.is_searching() and not doctor.find_button.isEnabled()
     suspects = found.args[0]
     assert doctor.suspects() == suspects
-    assert sum(suspect.path in planted for suspect in suspects) >= 3, suspects
-    assert formats[0] == "Fold 1/2 · epoch 0/4"
-    assert "Fold 1/2 · epoch 4/4" in formats and formats[-1] == "Fold 2/2 · epoch 4/4"
+    assert [suspect.path in planted for suspect in suspects[:5]] == [True] * 5, suspects
+    assert formats[0] == "Fold 1/3 · epoch 0/10"
+    assert "Fold 1/3 · epoch 10/10" in formats and formats[-1] == "Fold 3/3 · epoch 10/10"
     table = doctor.suspect_table
     assert table.rowCount() == len(suspects)
     assert doctor.mislabels_group.title() == f"Likely mislabels ({len(suspects)})"
