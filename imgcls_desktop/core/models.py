@@ -65,6 +65,10 @@ class Preset:
     # budget buys a wider network rather than more epochs of a narrow one.
     budget_widths: tuple = ()
     activation: str = "gelu"  # fast_cnn's activation
+    # Transfer presets: a hidden ReLU layer of this width between the features and the
+    # logits (0: a linear head). On TrashNet's Lite0 features at 288 px a 512-unit head
+    # scored 92.7% against 91.5% for a linear one (one run each, all training photos).
+    head_units: int = 0
 
 
 PRESETS = {
@@ -131,6 +135,7 @@ PRESETS = {
             optimizer="adam",
             augmentation=Augmentation(flip=True, rotation=0.05, zoom=0.1),
             backbone="EfficientNetLite0",
+            head_units=512,
         ),
         Preset(
             name="mobilenet_v2",
@@ -184,9 +189,15 @@ def get_preset(name):
         ) from None
 
 
-def _head(keras, features, num_classes, dropout=0.0):
+HEAD_LAYERS = ("head_dropout", "head_hidden", "head_hidden_dropout", "logits", "probabilities")
+
+
+def _head(keras, features, num_classes, dropout=0.0, hidden=0):
     if dropout:
         features = keras.layers.Dropout(dropout, name="head_dropout")(features)
+    if hidden:
+        features = keras.layers.Dense(hidden, activation="relu", name="head_hidden")(features)
+        features = keras.layers.Dropout(0.3, name="head_hidden_dropout")(features)
     logits = keras.layers.Dense(num_classes, name="logits")(features)
     return keras.layers.Softmax(name="probabilities")(logits)
 
@@ -316,7 +327,7 @@ _BACKBONE_SCALING = {
 }
 
 
-def build_transfer(num_classes, image_size, backbone_name, weights="imagenet"):
+def build_transfer(num_classes, image_size, backbone_name, weights="imagenet", head_units=0):
     """A frozen ``keras.applications`` backbone under a new softmax head.
 
     Args:
@@ -367,7 +378,7 @@ def build_transfer(num_classes, image_size, backbone_name, weights="imagenet"):
     backbone.trainable = False
     # training=False keeps the frozen BatchNorm layers in inference mode during fit.
     x = backbone(x, training=False)
-    outputs = _head(keras, x, num_classes, dropout=0.2)
+    outputs = _head(keras, x, num_classes, dropout=0.2, hidden=head_units)
     return keras.Model(inputs, outputs, name=f"{backbone_name.lower()}_transfer")
 
 
@@ -383,7 +394,8 @@ def build_model(preset, num_classes, image_size=None, weights="imagenet"):
         return build_small_cnn(num_classes, image_size)
     if architecture == "tutorial_cnn":
         return build_tutorial_cnn(num_classes, image_size)
-    return build_transfer(num_classes, image_size, preset.backbone, weights=weights)
+    return build_transfer(num_classes, image_size, preset.backbone, weights=weights,
+                          head_units=preset.head_units)
 
 
 def forward_flops(model):

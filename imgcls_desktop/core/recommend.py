@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -25,16 +24,20 @@ THUMBNAIL_PRESET = "fast_cnn"
 # many when the folder is big (10,000 of CIFAR-10's 50,000 images buy no better a choice of
 # epoch than 2,500, and cost the model a fifth of its data).
 MAX_VALIDATION_IMAGES = 2500
-# Work per image, measured with this app's models (forward GFLOP; training ~3x forward).
-_LITE0_GFLOP = 0.79
-_FAST_CNN_GFLOP_32PX = 0.048
-# Share of the matmul ceiling each reaches on a CPU (measured: Lite0's depthwise layers
-# are memory-bound, about a quarter; fast_cnn about three quarters).
-_LITE0_EFFICIENCY = 0.26
-_FAST_CNN_EFFICIENCY = 0.7
 _SIZE_SAMPLE = 64
 
-_ceiling = None
+# Measured speeds on two cores, per vector instruction set (what decides TensorFlow's CPU
+# kernels): Lite0 features at 224 px a second, fast_cnn training images at 32 px a second,
+# photos (0.2 megapixel JPEG) decoded a second on one core. AVX-512: benchmarks/results/
+# photos-trashnet-*.md and speed-2026-12-02.md; AVX2: measured when issue 13 was filed
+# (Lite0, decoding) and oneDNN capped to AVX2 in backend-ab-2026-12-02.md (fast_cnn).
+# A live matmul probe was tried instead and read 2-5 GFLOP/s on a busy machine that does
+# 100+ when quiet: too noisy to plan a run on.
+MACHINE_SPEEDS = {
+    "avx512": {"lite0_features": 70.0, "fast_cnn_images": 950.0, "decode_photos": 150.0},
+    "avx2": {"lite0_features": 43.0, "fast_cnn_images": 600.0, "decode_photos": 150.0},
+    "other": {"lite0_features": 15.0, "fast_cnn_images": 200.0, "decode_photos": 100.0},
+}
 
 
 @dataclass(frozen=True)
@@ -65,20 +68,32 @@ class Recommendation:
         return data
 
 
-def machine_gflops() -> float:
-    """This machine's fp32 matmul rate (NumPy, measured once per process, ~0.1 s)."""
-    global _ceiling
-    if _ceiling is None:
-        size = 512
-        a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
-        a @ a  # warm-up: thread pool and caches
-        best = math.inf
-        for _ in range(5):
-            started = time.perf_counter()
-            a @ a
-            best = min(best, time.perf_counter() - started)
-        _ceiling = 2 * size**3 / max(best, 1e-9) / 1e9
-    return _ceiling
+def vector_isa() -> str:
+    """"avx512", "avx2" or "other": the instruction set TensorFlow's CPU kernels will use."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    if "avx512f" in flags:
+        return "avx512"
+    if "avx2" in flags or not flags:  # no /proc/cpuinfo (macOS, Windows): assume a recent CPU
+        return "avx2"
+    return "other"
+
+
+def machine_speed() -> dict:
+    """The speeds :data:`MACHINE_SPEEDS` gives this machine's instruction set, scaled to its cores.
+
+    Returns:
+        ``{"isa", "cores", "lite0_features", "fast_cnn_images", "decode_photos"}``, the
+        last three in images a second (decoding: per core).
+    """
+    isa = vector_isa()
+    cores = os.cpu_count() or 1
+    scale = min(cores, 16) / 2.0  # the table is for two cores; compute scales about linearly
+    speeds = {key: value * (scale if key != "decode_photos" else 1.0) for key, value in MACHINE_SPEEDS[isa].items()}
+    return {"isa": isa, "cores": cores, **speeds}
 
 
 def median_image_size(paths, sample=_SIZE_SAMPLE) -> tuple[int, int]:
@@ -123,12 +138,12 @@ def recommended_validation_split(scan) -> float:
     return round(MAX_VALIDATION_IMAGES / num_train, 3)
 
 
-def recommend(scan, gflops=None) -> Recommendation:
+def recommend(scan, speed=None) -> Recommendation:
     """Preset, image size and time budget for a scanned dataset on this machine.
 
     Args:
         scan: A :class:`dataset.DatasetScan`.
-        gflops: The machine's matmul rate; measured (:func:`machine_gflops`) when None.
+        speed: Speeds as :func:`machine_speed` returns them (this machine's when None).
 
     Returns:
         A :class:`Recommendation` whose ``reason`` says why in one sentence.
@@ -140,26 +155,29 @@ def recommend(scan, gflops=None) -> Recommendation:
     num_train = len(train_items)
     num_images = len(all_paths)
     validation_split = recommended_validation_split(scan)
-    gflops = gflops or machine_gflops()
-    cores = os.cpu_count() or 1
-    # Decoding: about 150 photos of 0.2 megapixels a second per core (draft mode for large
-    # JPEGs keeps bigger photos near that), thumbnails far faster.
-    decode_seconds = num_images / (cores * (150.0 if short_side >= PHOTO_MIN_SIDE else 2000.0))
+    speed = speed or machine_speed()
+    cores = speed.get("cores", 1)
+    # Decoding: photos of 0.2 megapixels at the table's rate per core (draft mode keeps
+    # bigger JPEGs near it), thumbnails about ten times faster.
+    per_core = speed["decode_photos"] * (1.0 if short_side >= PHOTO_MIN_SIDE else 10.0)
+    decode_seconds = num_images / (cores * per_core)
     if short_side >= PHOTO_MIN_SIDE:
-        image_size = 224
-        features_per_second = gflops * _LITE0_EFFICIENCY / _LITE0_GFLOP
+        # Lite0 learnt at 224 px, yet its features at 288 px scored 2 points higher on
+        # TrashNet's 384x512 photos (91.1% vs 88.9%, the same head): use them where the
+        # photos have the pixels, for 1.65x the work.
+        image_size = 288 if short_side >= 288 else 224
+        features_per_second = speed["lite0_features"] / (image_size / 224) ** 2
         # Each training image and its mirror once, the validation images once.
         feature_seconds = num_train * 2 / features_per_second
         estimate = decode_seconds + feature_seconds + 15.0  # head, calibration, save
         reason = (f"Photos ({width}x{height} px): EfficientNet-Lite0, trained on ImageNet and "
                   f"shipped with the app, turns each into features at {image_size} px and a new "
                   f"head learns your {len(scan.class_names)} classes from them (about "
-                  f"{_minutes(estimate)} here).")
+                  f"{_minutes(estimate)} on this machine).")
         preset, budget = PHOTO_PRESET, None
     else:
         image_size = int(min(64, max(16, short_side or 32)))
-        per_image = _FAST_CNN_GFLOP_32PX * (image_size / 32) ** 2 * 3
-        images_per_second = gflops * _FAST_CNN_EFFICIENCY / per_image
+        images_per_second = speed["fast_cnn_images"] / (image_size / 32) ** 2
         epochs_wanted = 15
         train_seconds = epochs_wanted * num_train * (1 - validation_split) / images_per_second
         # Whole minutes between 1 and 30: long enough for the schedule to matter, short

@@ -14,7 +14,7 @@ from .. import __version__
 from .backend import keras_module, tensorflow_module, versions
 from .dataset import scan_dataset, split_train_validation
 from .errors import TrainingError
-from .models import (DEFAULT_PRESET, Augmentation, build_model, for_time_budget, forward_flops, get_preset,
+from .models import (DEFAULT_PRESET, HEAD_LAYERS, Augmentation, build_model, for_time_budget, forward_flops, get_preset,
                      init_whitening)
 from .pipeline import Cancelled, build_augmenter, decode_items, make_dataset
 
@@ -572,8 +572,10 @@ def _features_for_head(keras, model, x_train, y_train, x_val, flip, on_progress,
     train_labels = np.concatenate([y_train] * (len(outputs) - 1))
     head_input = keras.Input(head_input_tensor.shape[1:], name="features")
     x = head_input
-    for name in ("head_dropout", "logits", "probabilities"):
-        x = model.get_layer(name)(x)
+    present = {layer.name for layer in model.layers}
+    for name in HEAD_LAYERS:
+        if name in present:
+            x = model.get_layer(name)(x)
     head = keras.Model(head_input, x, name="head")
     return head, train_features, train_labels, outputs[-1]
 
