@@ -14,6 +14,7 @@ import numpy as np
 from .backend import keras_module, tensorflow_module
 from .errors import ImageError, TrainingError
 from .images import load_image
+from .parallel import map_in_order, worker_count
 
 # Decoded arrays kept between runs (the GUI retrains on the same folder often).
 _CACHE_LIMIT_BYTES = 2 * 1024**3
@@ -73,52 +74,31 @@ def decode_items(items, image_size, *, on_progress=None, stop_event=None):
 
 def decode_workers():
     """Threads that decode images: one per core (Pillow lets go of the GIL while decoding)."""
-    return max(1, min(8, os.cpu_count() or 1))
+    return worker_count()
 
 
 def decoded_in_parallel(paths, image_size, stop_event=None, workers=None):
     """``load_image`` of each path at ``image_size``, in order, on every core.
 
     Yields the uint8 array, or the :class:`ImageError` of a file that cannot be read.
-    Raises :class:`Cancelled` (after the images in flight) when ``stop_event`` is set.
+    Raises :class:`Cancelled` when ``stop_event`` is set.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     size = (image_size, image_size)
 
     def load(path):
         if stop_event is not None and stop_event.is_set():
-            return None
+            return None  # the consumer raises Cancelled before it sees this
         try:
             return load_image(path, size)
         except ImageError as exc:
             return exc
 
-    workers = workers or decode_workers()
-    if workers == 1 or len(paths) < 2:
-        results = map(load, paths)
-        for result in results:
-            if stop_event is not None and stop_event.is_set():
-                raise Cancelled()
-            yield result
-        return
-    with ThreadPoolExecutor(workers, thread_name_prefix="imgcls-decode") as pool:
-        # A bounded window of futures: memory stays flat however many files there are.
-        window = workers * 4
-        pending = []
-        index = 0
-        try:
-            while index < len(paths) or pending:
-                while index < len(paths) and len(pending) < window:
-                    pending.append(pool.submit(load, paths[index]))
-                    index += 1
-                result = pending.pop(0).result()
-                if stop_event is not None and stop_event.is_set():
-                    raise Cancelled()
-                yield result
-        finally:
-            for future in pending:
-                future.cancel()
+    def stopped():
+        return stop_event is not None and stop_event.is_set()
+
+    yield from map_in_order(load, paths, workers or decode_workers(), should_stop=stopped)
+    if stopped():
+        raise Cancelled()
 
 
 def _stat_key(path):
