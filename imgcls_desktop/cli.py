@@ -5,6 +5,7 @@ Exit status: 0 all done; 3 done but some inputs failed; 2 usage error; 1 nothing
 """
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -71,6 +72,9 @@ def build_parser():
                         "for N epochs at a hundredth of the learning rate (with --time-budget: the "
                         "head gets a fifth of the time, fine-tuning the rest)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--distribute", choices=["auto", "off", "mirrored", "multi-worker"], default="auto",
+                   help="auto: all local GPUs when there are several; multi-worker: the machines of "
+                        "TF_CONFIG, where only the chief (worker 0) writes --out and the history")
     cli_history.add_train_options(p)  # --no-history
 
     p = sub.add_parser("evaluate", parents=[common], help="accuracy, per-class metrics, confusion matrix")
@@ -206,6 +210,11 @@ class _UsageError(Exception):
 def cmd_train(args):
     from .core.output_files import check_output_writable, output_lock
 
+    plan = None  # one machine: training makes its plan; multi-worker: first, before any TF op
+    if getattr(args, "distribute", "auto") == "multi-worker":
+        plan = _distribution_plan(args)
+        if not plan.is_chief:
+            return _train_as_worker(args, plan)
     out = args.out
     if out.suffix.lower() != ".keras":
         raise _UsageError(f"--out must end in .keras (got {out.name})")
@@ -214,7 +223,59 @@ def cmd_train(args):
     _check_settings(args)  # before the folder is scanned; core checks them again
     check_output_writable(out)  # a missing or read-only folder is refused before any epoch
     with output_lock(out):  # one run writes --out at a time, until its run is recorded
-        return _train_into(args, out)
+        return _train_into(args, out, plan)
+
+
+def _distribution_plan(args):
+    from .core.distribute import plan_for
+    from .core.errors import TrainingError
+
+    try:
+        return plan_for(args.distribute)
+    except TrainingError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _train_as_worker(args, plan):
+    """A worker that is not the chief (issue 14): it trains its share of every step, writes
+    its model only to a temporary folder (removed), records no run, prints nothing on
+    stdout, and ends with exit status 0 when the chief's run ends well."""
+    import io
+    import tempfile
+
+    args.json, args.no_history, args.force = True, True, True
+    with tempfile.TemporaryDirectory(prefix="imgcls-worker-") as folder, \
+            contextlib.redirect_stdout(io.StringIO()):
+        code = _train_into(args, Path(folder) / "model.keras", plan)
+    return EXIT_OK if code in (EXIT_OK, EXIT_PARTIAL) else code
+
+
+@contextlib.contextmanager
+def _watching_peers(plan, out):
+    """Under multi-worker, end this process with a clear message when a peer dies.
+
+    TensorFlow's collectives would wait for the dead worker forever; nothing has been
+    written yet (the model is saved after training), so ``out`` keeps what it held.
+    """
+    if plan is None or plan.kind != "multi-worker":
+        yield
+        return
+    import os
+
+    from .core.distribute import PeerWatch
+
+    def lost(message):
+        kept = f"; {out} is untouched" if plan.is_chief and out.exists() else ""
+        print(f"imgcls: error: {message}. Training stopped and no model was written{kept}. "
+              "Start every worker again.", file=sys.stderr, flush=True)
+        os._exit(EXIT_FAILED)
+
+    watch = PeerWatch(plan.cluster, lost, busy=lambda: plan.in_fit, start_timeout=float(
+        os.environ.get("IMGCLS_WORKER_START_TIMEOUT", "300"))).start()
+    try:
+        yield
+    finally:
+        watch.stop()
 
 
 def _check_settings(args):
@@ -239,7 +300,7 @@ def _check_run(config, scan=None):
         raise _UsageError(str(exc)) from None
 
 
-def _train_into(args, out):
+def _train_into(args, out, plan=None):
     """``imgcls train`` once its settings are checked and ``--out`` is locked."""
     from .core.dataset import scan_dataset
     from .core.history import assign_run_id
@@ -282,6 +343,7 @@ def _train_into(args, out):
         validation_split=args.validation_split, seed=args.seed, augmentation=augmentation,
         early_stopping_patience=args.patience or None, weights=args.weights or "imagenet",
         class_weights=args.class_weights, fine_tune_epochs=args.fine_tune_epochs,
+        distribute=getattr(args, "distribute", "auto"),
     )
     _check_run(config, scan)  # the preset is known now: its image sizes, and the memory it needs
     _log(args, f"Training {preset.title} on {shown(scan.root)} ({len(scan.class_names)} classes, "
@@ -306,7 +368,8 @@ def _train_into(args, out):
 
     stop_event = threading.Event()
     try:
-        result = train(scan, config, on_progress=on_progress, stop_event=stop_event)
+        with _watching_peers(plan, out):
+            result = train(scan, config, on_progress=on_progress, stop_event=stop_event)
     except KeyboardInterrupt:
         stop_event.set()
         raise

@@ -200,7 +200,7 @@ def random_shift(x, translation, seed, tf=None):
 
 
 def make_dataset(images, labels, num_classes, batch_size, *, shuffle, augmenter=None, seed=0,
-                 alternating_flip=False, epochs=100_000):
+                 alternating_flip=False, epochs=100_000, shard=None):
     """A tf.data pipeline of ``(float32 pixels 0-255, one-hot labels)`` batches.
 
     Without ``shuffle``: the images in order, once (validation, evaluation). With it: an
@@ -208,7 +208,8 @@ def make_dataset(images, labels, num_classes, batch_size, *, shuffle, augmenter=
     of batches drawn by a fresh seeded permutation each epoch, gathered by index so the
     pixels are never copied into a shuffle buffer. With ``alternating_flip`` a fixed random
     half of the images is mirrored on even epochs and the other half on odd ones, so every
-    image is seen both ways every two epochs.
+    image is seen both ways every two epochs. ``shard=(index, count)`` keeps every
+    ``count``-th image of each epoch's order from ``index`` on: one worker's part (issue 14).
     """
     tf = tensorflow_module()
     if len(images) == 0:
@@ -229,6 +230,8 @@ def make_dataset(images, labels, num_classes, batch_size, *, shuffle, augmenter=
     def epoch_batches(epoch):
         order = tf.random.experimental.stateless_shuffle(
             tf.range(count, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        if shard is not None:  # every worker draws the same order and keeps its part
+            order = order[shard[0]::shard[1]]
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(lambda index: (index, epoch))
 
     indexed = tf.data.Dataset.range(epochs).flat_map(epoch_batches)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .. import __version__
+from . import distribute
 from .backend import keras_module, tensorflow_module, versions
 from .dataset import scan_dataset, split_train_validation
 from .errors import TrainingError
@@ -43,6 +44,8 @@ class TrainingConfig:
     # with full augmentation (slow: each epoch runs the backbone). Under a time budget
     # the head gets a fifth of it and fine-tuning the rest; any value > 0 turns it on.
     fine_tune_epochs: int = 0
+    # Where to train (issue 14): "auto", "off", "mirrored" or "multi-worker"; see core.distribute.
+    distribute: str = "auto"
 
     def resolved(self):
         """A copy with every preset default filled in."""
@@ -318,6 +321,13 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
         DatasetError: the dataset cannot be trained on (the message says why).
         TrainingError: training diverged, or was stopped before any epoch finished.
     """
+    plan = distribute.plan_for((config or TrainingConfig()).distribute)  # issue 14
+    with plan.scope():
+        return distribute.run_reporting_lost_workers(plan, lambda: _train_in_scope(
+            dataset, config, on_progress, stop_event, plan))
+
+
+def _train_in_scope(dataset, config, on_progress, stop_event, plan):
     from .run_checks import check_training_run
 
     check_training_run(config, dataset)  # ranges and memory, before any work (issue 17)
@@ -361,8 +371,11 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None):
             config = replace(config, learning_rate=config.learning_rate
                              * math.sqrt(batch_size / config.batch_size))
         config = replace(config, batch_size=batch_size)
+    if plan.replicas > 1 and not learning_rate_chosen:  # the batch is per replica (issue 14)
+        config = replace(config, learning_rate=config.learning_rate
+                         * distribute.learning_rate_scale(plan.replicas))
     keras.utils.set_random_seed(config.seed)
-    model = build_model(preset, num_classes, size, weights=config.weights)
+    model = plan.float32_head(build_model(preset, num_classes, size, weights=config.weights))
     init_whitening(model, x_train)
     fitted = model  # what fit() trains: the model, or only its head on stored features
     train_x, train_y, val_x, augmentation = x_train, y_train, x_val, config.augmentation
@@ -475,6 +488,16 @@ def _fit_phase(keras, fitted, train_x, train_y, val_x, y_val, num_classes, confi
     val_data = (make_dataset(val_x, y_val, num_classes, batch_size, shuffle=False)
                 if len(val_x) else None)
     steps = math.ceil(len(train_x) / batch_size)
+    plan = distribute.active_plan()
+    if plan.distributed:  # issue 14: each worker its shard, batches per replica
+        train_data, val_data, steps = plan.datasets(
+            lambda shard: make_dataset(train_x, train_y, num_classes, batch_size, shuffle=True,
+                                       augmenter=augmenter, seed=config.seed + epoch_offset,
+                                       epochs=epochs, alternating_flip=preset.alternating_flip,
+                                       shard=shard),
+            (lambda: make_dataset(val_x, y_val, num_classes, batch_size, shuffle=False))
+            if len(val_x) else None, len(train_x), batch_size, class_weight)
+        class_weight, batch_size = None, distribute.global_batch(batch_size, plan.replicas)
     run = _Run(fitted, config, steps, batch_size, on_progress, stop_event,
                has_validation=val_data is not None, schedule=preset.schedule,
                epoch_offset=epoch_offset, best_value=best_value, phase=phase)
@@ -484,6 +507,7 @@ def _fit_phase(keras, fitted, train_x, train_y, val_x, y_val, num_classes, confi
 
         # First, so the averaged weights are in place before the run judges the epoch.
         callbacks.insert(0, lookahead_callback(fitted, run.fraction_done))
+    callbacks.append(plan.stop_callback(keras))  # last: the chief's stop decision, everywhere
     fitted.fit(train_data, validation_data=val_data, epochs=epochs, steps_per_epoch=steps,
                callbacks=callbacks, verbose=0, class_weight=class_weight,
                shuffle=False)  # the tf.data pipeline shuffles

@@ -1,0 +1,515 @@
+"""Where training runs: one device, all local GPUs, or several machines (``tf.distribute``).
+
+``imgcls train --distribute auto|off|mirrored|multi-worker`` picks a TensorFlow strategy:
+
+- ``auto`` (the default): ``MirroredStrategy`` when more than one GPU is visible, else the
+  default strategy (one device; exactly the single-process path of earlier versions);
+- ``off``: the default strategy, whatever the machine has;
+- ``mirrored``: ``MirroredStrategy`` over the local GPUs (or the CPU);
+- ``multi-worker``: ``MultiWorkerMirroredStrategy`` over the machines of the standard
+  ``TF_CONFIG`` environment variable. Worker 0 (or the task of type ``chief``) is the
+  chief: only it writes the model and the run record.
+
+The batch size a preset or ``--batch-size`` gives is per replica; the global batch is
+that times the replicas, and the learning rate is scaled by the square root of the
+replicas, the rule training already applies when it changes a preset's batch size.
+Stop decisions (time budget, Stop, early stopping) are the chief's: every step, the
+workers all-reduce the chief's stop flag, so all of them leave ``fit`` at the same step.
+
+A collective whose peer died blocks forever in TensorFlow 2.21 (the communication
+timeout does not end a blocked all-reduce on CPU), so multi-worker runs also watch their
+peers' ports: :class:`PeerWatch` reports a worker that stopped answering.
+
+Mixed precision (``mixed_float16``) is chosen on GPUs of compute capability 7.0 or more;
+the CPU stays float32, and the last layers (``logits``, ``probabilities``) always compute
+in float32 so the softmax and the loss keep their precision (Keras scales the loss).
+"""
+
+import json
+import math
+import os
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from .errors import TrainingError
+
+MODES = ("auto", "off", "mirrored", "multi-worker")
+FLOAT32_LAYERS = ("logits", "probabilities")  # see the module docstring
+MIXED_PRECISION_MIN_CAPABILITY = (7, 0)  # Volta and later have float16 tensor cores
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The parts of ``TF_CONFIG`` training needs."""
+
+    workers: tuple  # "host:port" of every worker (and the chief first, when there is one)
+    task_type: str
+    task_index: int
+    has_chief: bool = False
+
+    @property
+    def is_chief(self):
+        if self.has_chief:
+            return self.task_type == "chief"
+        return self.task_type == "worker" and self.task_index == 0
+
+    @property
+    def me(self):
+        offset = 0 if self.task_type == "chief" or not self.has_chief else 1
+        return self.workers[self.task_index + offset]
+
+    @property
+    def peers(self):
+        return tuple(address for address in self.workers if address != self.me)
+
+
+def read_tf_config(text):
+    """Parse ``TF_CONFIG``; None when it is unset or empty.
+
+    Raises:
+        TrainingError: the text is not a cluster this app can train on (says what to fix).
+    """
+    if text is None or not text.strip():
+        return None
+    where = "The TF_CONFIG environment variable"
+    example = ('e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+               '"task": {"type": "worker", "index": 0}}')
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise TrainingError(f"{where} is not valid JSON ({exc}); set it as {example}.") from None
+    cluster = document.get("cluster") if isinstance(document, dict) else None
+    task = document.get("task") if isinstance(document, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise TrainingError(f"{where} needs a \"cluster\" and a \"task\" object, {example}.")
+    chief = cluster.get("chief") or []
+    workers = cluster.get("worker") or []
+    if not isinstance(chief, list) or not isinstance(workers, list) or len(chief) > 1:
+        raise TrainingError(f"{where}: \"cluster\" must map \"worker\" (and at most one \"chief\") "
+                            f"to lists of host:port, {example}.")
+    addresses = [*chief, *workers]
+    for address in addresses:
+        host, _, port = str(address).rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise TrainingError(f"{where} names {address!r}, which is not host:port; {example}.")
+    if not addresses:
+        raise TrainingError(f"{where} lists no worker; {example}.")
+    task_type, index = task.get("type"), task.get("index")
+    if task_type not in ("worker", "chief") or not isinstance(index, int) or isinstance(index, bool):
+        raise TrainingError(f"{where}: \"task\" must be {{\"type\": \"worker\" or \"chief\", "
+                            f"\"index\": N}}; got {json.dumps(task)}.")
+    count = len(chief) if task_type == "chief" else len(workers)
+    if not 0 <= index < count:
+        raise TrainingError(f"{where}: task index {index} is not in the cluster's {count} "
+                            f"{task_type}(s); number the machines from 0.")
+    return Cluster(tuple(str(a) for a in addresses), task_type, index, has_chief=bool(chief))
+
+
+def choose_kind(mode, gpu_count, cluster):
+    """Which strategy a mode means here: "default", "mirrored" or "multi-worker"."""
+    if mode not in MODES:
+        raise TrainingError(f"Unknown --distribute {mode!r}; use one of {', '.join(MODES)}.")
+    if mode == "off":
+        return "default"
+    if mode == "auto":
+        return "mirrored" if gpu_count > 1 else "default"
+    if mode == "mirrored":
+        return "mirrored"
+    if cluster is None:
+        raise TrainingError(
+            "--distribute multi-worker reads the cluster from TF_CONFIG, which is not set. Set it on "
+            "every machine, e.g. TF_CONFIG='{\"cluster\": {\"worker\": [\"host1:12345\", "
+            "\"host2:12345\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}' (index 1 on host2).")
+    return "multi-worker"
+
+
+def precision_policy(gpu_capabilities):
+    """``"mixed_float16"`` when every GPU trains float16 fast, else ``"float32"``.
+
+    Args:
+        gpu_capabilities: the compute capability ``(major, minor)`` of each GPU that
+            trains (empty on a CPU); None for a GPU that does not say.
+    """
+    if not gpu_capabilities:
+        return "float32"
+    if all(cap is not None and tuple(cap) >= MIXED_PRECISION_MIN_CAPABILITY for cap in gpu_capabilities):
+        return "mixed_float16"
+    return "float32"
+
+
+def devices_sentence(gpu_count, cores, policy="float32", workers=1):
+    """What trains, in words: "CPU, 2 cores", "2 GPUs, mixed precision", "3 machines: 1 GPU each"."""
+    if gpu_count:
+        local = f"{gpu_count} GPU" + ("s" if gpu_count > 1 else "")
+    else:
+        local = f"CPU, {cores} core" + ("s" if cores != 1 else "")
+    if policy == "mixed_float16":
+        local += ", mixed precision"
+    if workers > 1:
+        return f"{workers} machines: {local} each"
+    return local
+
+
+def global_batch(per_replica, replicas):
+    """The batch a step sees across all replicas."""
+    return per_replica * replicas
+
+
+def learning_rate_scale(replicas):
+    """The learning rate's factor for ``replicas`` times the per-replica batch (square root)."""
+    return math.sqrt(max(1, replicas))
+
+
+def cpu_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _gpu_details():
+    """``[(major, minor) or None]`` for each visible GPU (empty without TensorFlow GPUs)."""
+    from .backend import tensorflow_module
+
+    tf = tensorflow_module()
+    details = []
+    for device in tf.config.list_physical_devices("GPU"):
+        try:
+            capability = tf.config.experimental.get_device_details(device).get("compute_capability")
+        except (ValueError, RuntimeError):
+            capability = None
+        details.append(tuple(capability) if capability else None)
+    return details
+
+
+def machine_sentence():
+    """The window's note: the devices ``--distribute auto`` trains on here."""
+    details = _gpu_details()
+    trains_on = details if len(details) > 1 else details[:1]
+    return devices_sentence(len(trains_on), cpu_cores(), precision_policy(trains_on))
+
+
+@dataclass
+class Plan:
+    """A chosen strategy and what follows from it."""
+
+    kind: str  # "default", "mirrored" or "multi-worker"
+    strategy: object
+    replicas: int = 1
+    workers: int = 1
+    is_chief: bool = True
+    policy: str = "float32"
+    gpus: int = 0
+    cluster: Cluster | None = None
+    sentence: str = ""
+    in_fit: bool = False  # inside Keras fit, where every step waits for every worker
+
+    @property
+    def distributed(self):
+        return self.kind != "default"
+
+    @contextmanager
+    def scope(self):
+        """The strategy's scope; models and optimizers made inside it train on its devices."""
+        global _active
+        previous, _active = _active, self
+        try:
+            if self.distributed:
+                with self.strategy.scope():
+                    yield self
+            else:
+                yield self
+        finally:
+            _active = previous
+
+    def agree(self, flag):
+        """The chief's ``flag``, the same on every worker (an all-reduce; one process: ``flag``)."""
+        if self.kind != "multi-worker":
+            return bool(flag)
+        from .backend import tensorflow_module
+
+        tf = tensorflow_module()
+        mine = 1.0 if (flag and self.is_chief) else 0.0
+        value = self.strategy.run(lambda: tf.constant(mine))
+        return float(self.strategy.reduce("SUM", value, axis=None)) > 0.0
+
+    def datasets(self, make_train, make_val, count, per_replica, class_weight=None):
+        """Distributed ``(train, validation or None, steps per epoch)``.
+
+        Args:
+            make_train: ``shard -> tf.data.Dataset`` of per-replica batches, where ``shard``
+                is ``(index, count)``: this worker's part of every epoch's order.
+            make_val: ``() -> tf.data.Dataset`` or None. Every worker evaluates the whole
+                validation split: the metrics are summed across workers, so the accuracy
+                is the same, and no worker can run out of batches before another (which
+                would leave the others blocked in an all-reduce).
+            count: training images; per_replica: the batch of one replica.
+            class_weight: Keras' ``{class: weight}``, turned into sample weights here
+                (Keras cannot map a distributed dataset).
+        """
+        from .backend import tensorflow_module
+
+        tf = tensorflow_module()
+
+        def weighted(dataset):
+            if not class_weight:
+                return dataset
+            weights = tf.constant([class_weight[i] for i in range(len(class_weight))], tf.float32)
+            return dataset.map(lambda x, y: (x, y, tf.gather(weights, tf.argmax(y, axis=-1))))
+
+        def train_fn(context):
+            return weighted(make_train((context.input_pipeline_id, context.num_input_pipelines)))
+
+        train = self.strategy.distribute_datasets_from_function(train_fn)
+        val = (self.strategy.distribute_datasets_from_function(lambda context: make_val())
+               if make_val is not None else None)
+        steps = math.ceil(count / global_batch(per_replica, self.replicas))
+        return train, val, steps
+
+    def stop_callback(self, keras):
+        """A Keras callback, placed last, that makes every worker stop when the chief does."""
+        plan = self
+
+        class AgreeOnStop(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                plan.in_fit = True
+
+            def on_train_end(self, logs=None):
+                plan.in_fit = False
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.model.stop_training = plan.agree(self.model.stop_training)
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.model.stop_training = plan.agree(self.model.stop_training)
+
+        return AgreeOnStop()
+
+    def float32_head(self, model):
+        """Under mixed precision, make the last layers compute in float32 (a no-op otherwise)."""
+        if self.policy != "mixed_float16":
+            return model
+        keras_float32_head(model)
+        return model
+
+
+def run_reporting_lost_workers(plan, work):
+    """``work()``; under multi-worker, a failed collective becomes a :class:`TrainingError`.
+
+    Nothing is written before training returns, so the message can promise that.
+    """
+    if plan.kind != "multi-worker":
+        return work()
+    from .backend import tensorflow_module
+
+    tf = tensorflow_module()
+    try:
+        return work()
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+            tf.errors.AbortedError, tf.errors.InternalError) as exc:
+        raise TrainingError(
+            f"A worker of the cluster stopped answering during training ({_tf_reason(exc)}); no model "
+            "was written. Check every machine of TF_CONFIG is up and start all workers again.") from None
+
+
+def _tf_reason(exc):
+    """The human part of a TensorFlow error: its last line, without the op names before it."""
+    text = str(getattr(exc, "message", "") or exc).strip()
+    text = text.splitlines()[-1] if text else type(exc).__name__
+    text = text.rsplit("}}", 1)[-1].strip(" :")
+    return (text or type(exc).__name__)[:200]
+
+
+def keras_float32_head(model):
+    """Set the ``FLOAT32_LAYERS`` of ``model`` (nested models included) to compute in float32."""
+    from .backend import keras_module
+
+    keras = keras_module()
+    for layer in _all_layers(model):
+        if layer.name in FLOAT32_LAYERS:
+            layer.dtype_policy = keras.dtype_policies.DTypePolicy("float32")
+
+
+def _all_layers(model):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+_ONE_DEVICE = Plan("default", None)
+_plans = {}
+_plans_lock = threading.Lock()
+_active = None
+
+
+def active_plan():
+    """The plan whose scope training is in, else one device as before (changes nothing)."""
+    return _active if _active is not None else _ONE_DEVICE
+
+
+def plan_for(mode="auto", environ=None):
+    """The :class:`Plan` for a ``--distribute`` mode, made once per process.
+
+    A ``MultiWorkerMirroredStrategy`` must exist before TensorFlow runs its first op,
+    so the CLI calls this before anything else touches TensorFlow.
+    """
+    environ = os.environ if environ is None else environ
+    cluster = read_tf_config(environ.get("TF_CONFIG")) if mode == "multi-worker" else None
+    with _plans_lock:
+        if mode in _plans:
+            return _plans[mode]
+        plan = _make_plan(mode, cluster)
+        _plans[mode] = plan
+        return plan
+
+
+def _make_plan(mode, cluster):
+    from .backend import keras_module, tensorflow_module
+
+    details = _gpu_details()
+    kind = choose_kind(mode, len(details), cluster)
+    if kind == "default":
+        trains_on = details[:1]
+        policy = precision_policy(trains_on)
+        _set_policy(policy)
+        return Plan("default", None, policy=policy, gpus=len(trains_on),
+                    sentence=devices_sentence(len(trains_on), cpu_cores(), policy))
+    tf = tensorflow_module()
+    keras_module()
+    policy = precision_policy(details)
+    _set_policy(policy)
+    if kind == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+        return Plan("mirrored", strategy, replicas=strategy.num_replicas_in_sync, policy=policy,
+                    gpus=len(details), sentence=devices_sentence(len(details), cpu_cores(), policy))
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    _patch_keras_for_multi_worker()
+    workers = len(cluster.workers)
+    return Plan("multi-worker", strategy, replicas=strategy.num_replicas_in_sync, workers=workers,
+                is_chief=cluster.is_chief, policy=policy, gpus=len(details), cluster=cluster,
+                sentence=devices_sentence(len(details), cpu_cores(), policy, workers=workers))
+
+
+def _set_policy(policy):
+    from .backend import keras_module
+
+    keras_module().mixed_precision.set_global_policy(policy)
+
+
+_patched = False
+
+
+def _patch_keras_for_multi_worker():
+    """Two fixes Keras 3.15's TensorFlow trainer needs under ``MultiWorkerMirroredStrategy``.
+
+    1. Before the first step it builds the model from one batch, all-reducing the
+       *tuple* of per-replica tensors, which ``strategy.reduce`` cannot take: build
+       from this worker's batch instead (only its shapes matter).
+    2. It reduces the step's logs with ``reduce("MEAN", axis=0)``, which fails on the
+       scalar metrics: those come from metric variables already summed across workers,
+       so per-replica values are averaged over the whole value (``axis=None``).
+    Both only change what happens under a multi-worker strategy.
+    """
+    global _patched
+    if _patched:
+        return
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
+    original_reduce = tf_trainer.reduce_per_replica
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if strategy is None or not tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return original_build(self, iterator=iterator, data_batch=data_batch)
+        if iterator is not None:
+            for _, _, it in iterator:
+                batch = next(it)
+                data_batch = tree.map_structure(
+                    lambda value: strategy.experimental_local_results(value)[0], batch)
+                break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def reduce_per_replica(values, strategy, reduction):
+        if (reduction in ("auto", "mean")
+                and tf_trainer._collective_all_reduce_multi_worker(strategy)):
+            return tree.map_structure(
+                lambda value: (strategy.reduce("MEAN", value, axis=None)
+                               if tf_trainer._is_per_replica_instance(value) else value), values)
+        return original_reduce(values, strategy, reduction)
+
+    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    _patched = True
+
+
+class PeerWatch:
+    """Notices a multi-worker peer that stopped answering, and says so once.
+
+    A thread connects to every peer's ``TF_CONFIG`` port each ``interval`` seconds. A
+    peer that answered before and then refuses or times out ``misses`` times in a row
+    while ``busy()`` (this worker is inside ``fit``, where every step waits for every
+    worker) has died: its process exited, or its machine went away. Outside ``fit`` a peer
+    may simply have finished first (calibration and saving are not collective). A peer
+    that never answers within ``start_timeout`` seconds never started. Either way
+    ``on_lost(message)`` is called, from the watch thread: TensorFlow's collectives would
+    wait for that peer forever.
+    """
+
+    def __init__(self, cluster, on_lost, busy=lambda: True, interval=1.0, misses=3,
+                 start_timeout=300.0):
+        self.cluster = cluster
+        self.on_lost = on_lost
+        self.busy = busy
+        self.interval = interval
+        self.misses = misses
+        self.start_timeout = start_timeout
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="imgcls-peer-watch", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+
+    def _watch(self):
+        began = time.monotonic()
+        seen = {peer: False for peer in self.cluster.peers}
+        failures = dict.fromkeys(seen, 0)
+        while not self._stop.wait(self.interval):
+            for peer in seen:
+                if _answers(peer, timeout=max(0.5, self.interval)):
+                    seen[peer], failures[peer] = True, 0
+                    continue
+                failures[peer] = failures[peer] + 1 if self.busy() else 0
+                if seen[peer] and failures[peer] >= self.misses:
+                    message = (f"worker {peer} stopped answering during training (it exited or its "
+                               "machine went away)")
+                elif not seen[peer] and time.monotonic() - began > self.start_timeout:
+                    message = (f"worker {peer} never started: nothing answered there for "
+                               f"{self.start_timeout:.0f} s (check TF_CONFIG and start every worker)")
+                else:
+                    continue
+                if not self._stop.is_set():
+                    self._stop.set()
+                    self.on_lost(message)
+                return
+
+
+def _answers(address, timeout):
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
