@@ -220,7 +220,9 @@ def _predictor(loaded):
         cached = _PREDICTORS.get(loaded.model)
     except TypeError:
         cached = None
-    if cached is not None and cached.loaded.metadata is metadata and cached.class_names == list(loaded.class_names):
+    same_metadata = cached is not None and (
+        cached.loaded.metadata is metadata or (metadata is None and cached.loaded.metadata == {}))
+    if same_metadata and cached.class_names == list(loaded.class_names):
         return cached
     if metadata is None:
         loaded = LoadedModel(model=loaded.model, path=None, class_names=list(loaded.class_names),
