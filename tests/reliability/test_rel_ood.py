@@ -136,3 +136,19 @@ def test_fit_detector_flags_about_the_target_share_of_validation():
                                rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError):
         ood.fit_detector(features[:5], logits[:5], labels[:5], 4)  # a class with fewer than two images
+
+
+def test_the_window_shows_the_detector_verdict(shapes_model, qtbot):
+    from PySide6.QtWidgets import QLabel
+
+    from imgcls_desktop.gui.prediction_pane import PredictionRow
+
+    _root, _path, loaded = shapes_model
+    prediction = Predictor(loaded).predict_images(_noise(1), ["noise.png"])[0]
+    assert prediction.unknown
+    row = PredictionRow(prediction)
+    qtbot.addWidget(row)
+    headline = row.findChild(QLabel, "predictionLabel")
+    assert "none of my classes (unlike the training images)" in headline.text()
+    assert "unlike the images the model was trained on" in headline.toolTip()
+    assert f"{prediction.ood_threshold:.2f}" in headline.toolTip() and prediction.label in headline.toolTip()
