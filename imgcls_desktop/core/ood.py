@@ -17,9 +17,9 @@ The app uses the Mahalanobis distance (``DEFAULT_METHOD``), picked by measuremen
 CIFAR-10 images for an EfficientNet-Lite0 TrashNet model against 4.6% of its test photos,
 and 100% of noise, 77% of blank images and 21% of TrashNet photos for a CIFAR-10 fast_cnn
 trained 2 epochs (70.8%) against 4.9% of its test images; energy alone missed noise, and
-"combined" (the larger of the two on a common scale) was never better. The threshold is chosen on the validation split, scored
-out of fold (distances of images the class means were not fitted on), so that about
-``flag_rate`` of in-distribution images are flagged.
+"combined" (the larger of the two on a common scale) was never better. The threshold is
+chosen on the validation split, scored out of fold (distances of images the class means
+were not fitted on), so that about ``flag_rate`` of in-distribution images are flagged.
 
 Everything here is NumPy on arrays except :func:`compute_features`, which runs the model.
 The stored detector is untrusted input like the rest of a model file: anything malformed
