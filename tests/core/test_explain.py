@@ -2,46 +2,10 @@
 
 import numpy as np
 import pytest
+from objects import CLASS_COLOURS, OBJECT, SIZE, make_object_image
 from PIL import Image
 
 from imgcls_desktop.core.explain import explain, grad_cam, overlay
-
-SIZE = 32
-OBJECT = 10
-# Both classes have the same square at a random place on random noise; only its colour
-# decides the class. The test knows where the square is in every image.
-CLASS_COLOURS = {"blue": (40, 60, 230), "red": (230, 40, 40)}
-
-
-def make_object_image(colour, rng):
-    """A noisy 32x32 image holding the class square; returns (image, (top, left))."""
-    pixels = rng.integers(0, 110, size=(SIZE, SIZE, 3)).astype(np.int16)
-    top, left = (int(v) for v in rng.integers(0, SIZE - OBJECT + 1, size=2))
-    jitter = rng.integers(-20, 21, size=3)
-    pixels[top:top + OBJECT, left:left + OBJECT] = np.clip(np.asarray(colour) + jitter, 0, 255)
-    return pixels.astype(np.uint8), (top, left)
-
-
-def make_object_dataset(root, per_class, seed):
-    rng = np.random.default_rng(seed)
-    for name, colour in CLASS_COLOURS.items():
-        folder = root / name
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            image, _box = make_object_image(colour, rng)
-            Image.fromarray(image, "RGB").save(folder / f"{name}_{i:03d}.png")
-    return root
-
-
-@pytest.fixture(scope="module")
-def object_model(tmp_path_factory):
-    from imgcls_desktop.core.model_io import from_training
-    from imgcls_desktop.core.training import TrainingConfig, train
-
-    root = make_object_dataset(tmp_path_factory.mktemp("objects"), per_class=80, seed=11)
-    config = TrainingConfig(preset="tutorial_cnn", epochs=15, batch_size=16, learning_rate=2e-3,
-                            seed=5, early_stopping_patience=None)
-    return from_training(train(root, config))
 
 
 def _held_out(count, seed):

@@ -2,41 +2,13 @@
 
 import numpy as np
 import pytest
+from objects import CLASS_COLOURS, OBJECT, SIZE
+from objects import make_object_image as _object_image
 from PIL import Image
 from PySide6.QtGui import QImage
 
 from imgcls_desktop.gui.prediction_pane import PREVIEW_SIZE, PredictionPane
 from imgcls_desktop.gui.self_test import drop_files
-
-SIZE = 32
-OBJECT = 10
-# The same square on noise for both classes, at a random place; only its colour decides the
-# class, so the evidence must lie on the square, and the test knows where it is.
-CLASS_COLOURS = {"blue": (40, 60, 230), "red": (230, 40, 40)}
-
-
-def _object_image(colour, rng):
-    pixels = rng.integers(0, 110, size=(SIZE, SIZE, 3)).astype(np.int16)
-    top, left = (int(v) for v in rng.integers(0, SIZE - OBJECT + 1, size=2))
-    pixels[top:top + OBJECT, left:left + OBJECT] = np.clip(np.asarray(colour) + rng.integers(-20, 21, 3), 0, 255)
-    return pixels.astype(np.uint8), (top, left)
-
-
-@pytest.fixture(scope="module")
-def object_model(tmp_path_factory):
-    from imgcls_desktop.core.model_io import from_training
-    from imgcls_desktop.core.training import TrainingConfig, train
-
-    root = tmp_path_factory.mktemp("objects")
-    rng = np.random.default_rng(11)
-    for name, colour in CLASS_COLOURS.items():
-        (root / name).mkdir()
-        for i in range(80):
-            Image.fromarray(_object_image(colour, rng)[0], "RGB").save(root / name / f"{name}_{i:03d}.png")
-    config = TrainingConfig(preset="tutorial_cnn", epochs=15, batch_size=16, learning_rate=2e-3,
-                            seed=5, early_stopping_patience=None)
-    return from_training(train(root, config))
-
 
 @pytest.fixture
 def held_out(tmp_path):
