@@ -105,6 +105,60 @@ class DiskImages:
             pass
 
 
+def disk_budget_bytes():
+    """The decoded cache's disk budget (``IMGCLS_CACHE_MAX_GB``, 20 GB by default)."""
+    return int(float(os.environ.get("IMGCLS_CACHE_MAX_GB", "20")) * 1024**3)
+
+
+class StreamedImages:
+    """Images decoded when a batch asks for them, for sets whose decoded pixels would not fit
+    the cache's disk budget (issue 14: a million photos at 224 px are 150 GB decoded).
+
+    Quacks like :class:`DiskImages` (``len``, ``shape``, slices, ``take``), so the tf.data
+    pipeline gathers its batches the same way: ``take`` decodes one batch on every core,
+    and the pipeline decodes the next batches while the model trains on this one. Nothing
+    is kept, so memory stays flat however many photos there are; the price is decoding
+    every epoch. A file that fails now (changed since the scan) gives a black image, once
+    logged with its name and reason, and is listed in ``problems``.
+    """
+
+    dtype = np.dtype(np.uint8)
+    nbytes = 0  # nothing held
+
+    def __init__(self, paths, image_size):
+        self.paths = list(paths)
+        self.shape = (len(self.paths), image_size, image_size, 3)
+        self.problems = []
+
+    def __len__(self):
+        return self.shape[0]
+
+    def take(self, indices):
+        from .pipeline import decoded_in_parallel
+
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        out = np.zeros((len(indices),) + self.shape[1:], dtype=np.uint8)
+        for row, pixels in enumerate(decoded_in_parallel([self.paths[i] for i in indices], self.shape[1])):
+            if isinstance(pixels, ImageError):
+                if (pixels.path, pixels.reason) not in self.problems:
+                    self.problems.append((pixels.path, pixels.reason))
+                    log.warning("Could not read %s while training (%s); it counts as a black image "
+                                "this run. Rescan the folder to leave it out.", pixels.path, pixels.reason)
+                continue
+            out[row] = pixels
+        return out
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return self.take(range(*key.indices(self.shape[0])))
+        if isinstance(key, (int, np.integer)):
+            return self.take([int(key) + (self.shape[0] if key < 0 else 0)])[0]
+        return self.take(key)
+
+    def close(self):
+        pass
+
+
 def decode_to_disk(items, image_size, stat_keys, *, on_progress=None, stop_event=None,
                    cancelled=Exception):
     """Decode ``items`` into a cache file (or reuse a complete, verified one).
@@ -131,7 +185,7 @@ def decode_to_disk(items, image_size, stat_keys, *, on_progress=None, stop_event
 def prune(folder, keep=(), max_bytes=None):
     """Delete the least recently written cache files beyond ``max_bytes`` (default 20 GB)."""
     if max_bytes is None:
-        max_bytes = int(float(os.environ.get("IMGCLS_CACHE_MAX_GB", "20")) * 1024**3)
+        max_bytes = disk_budget_bytes()
     entries = []
     for path in Path(folder).glob("*.u8"):
         try:

@@ -49,7 +49,13 @@ def decode_items(items, image_size, *, on_progress=None, stop_event=None):
             on_progress(len(items), len(items))
         return cached
     if len(items) * image_size * image_size * 3 > _MEMORY_LIMIT_BYTES:
-        from .image_cache import decode_to_disk
+        from .image_cache import StreamedImages, decode_to_disk, disk_budget_bytes
+
+        if len(items) * image_size * image_size * 3 > disk_budget_bytes():  # issue 14: stream
+            if on_progress is not None:
+                on_progress(len(items), len(items))
+            return (StreamedImages([item.path for item in items], image_size),
+                    np.asarray([item.label for item in items], dtype=np.int32), [])
 
         return decode_to_disk(items, image_size, [entry[2] for entry in key[1]],
                               on_progress=on_progress, stop_event=stop_event, cancelled=Cancelled)
