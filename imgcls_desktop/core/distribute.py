@@ -126,14 +126,18 @@ def choose_kind(mode, gpu_count, cluster):
     return "multi-worker"
 
 
-def precision_policy(gpu_capabilities):
+def precision_policy(gpu_capabilities, override="auto"):
     """``"mixed_float16"`` when every GPU trains float16 fast, else ``"float32"``.
 
     Args:
         gpu_capabilities: the compute capability ``(major, minor)`` of each GPU that
             trains (empty on a CPU); None for a GPU that does not say.
+        override: "auto" (the rule above), "on" or "off": the ``IMGCLS_MIXED_PRECISION``
+            environment variable, for measuring both ways (``benchmarks/gpu_check.sh``).
     """
-    if not gpu_capabilities:
+    if override == "on":
+        return "mixed_float16"
+    if override == "off" or not gpu_capabilities:
         return "float32"
     if all(cap is not None and tuple(cap) >= MIXED_PRECISION_MIN_CAPABILITY for cap in gpu_capabilities):
         return "mixed_float16"
@@ -372,15 +376,18 @@ def _make_plan(mode, cluster):
 
     details = _gpu_details()
     kind = choose_kind(mode, len(details), cluster)
+    override = os.environ.get("IMGCLS_MIXED_PRECISION", "auto").strip().lower()
+    if override not in ("auto", "on", "off"):
+        raise TrainingError(f"IMGCLS_MIXED_PRECISION is {override!r}; use auto, on or off.")
     if kind == "default":
         trains_on = details[:1]
-        policy = precision_policy(trains_on)
+        policy = precision_policy(trains_on, override)
         _set_policy(policy)
         return Plan("default", None, policy=policy, gpus=len(trains_on),
                     sentence=devices_sentence(len(trains_on), cpu_cores(), policy))
     tf = tensorflow_module()
     keras_module()
-    policy = precision_policy(details)
+    policy = precision_policy(details, override)
     _set_policy(policy)
     if kind == "mirrored":
         strategy = tf.distribute.MirroredStrategy()

@@ -67,6 +67,8 @@ def test_mixed_precision_only_on_gpus_that_are_fast_at_float16():
     assert distribute.precision_policy([(6, 1)]) == "float32"  # Pascal: float16 is slow
     assert distribute.precision_policy([(8, 0), (6, 1)]) == "float32"  # all or none
     assert distribute.precision_policy([None]) == "float32"  # unknown: the safe choice
+    assert distribute.precision_policy([(8, 0)], "off") == "float32"  # IMGCLS_MIXED_PRECISION
+    assert distribute.precision_policy([], "on") == "mixed_float16"  # measuring on a CPU
 
 
 def test_devices_sentence():
