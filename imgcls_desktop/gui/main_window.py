@@ -35,8 +35,9 @@ TAB_DATASET, TAB_TRAIN, TAB_EVALUATE, TAB_PREDICT = range(4)
 
 def _load_engine():
     from ..core.backend import versions
+    from ..core.distribute import machine_sentence
 
-    return versions()
+    return {**versions(), "devices": machine_sentence()}  # "CPU, 2 cores" (issue 14)
 
 
 def _export(loaded, path, format):
@@ -215,8 +216,10 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_engine_loaded(self, versions):
+        devices = versions.pop("devices", None)
         self.versions = versions
-        self.engine_label.setText(f"Engine ready (TensorFlow {versions['tensorflow']})")
+        self.engine_label.setText(f"Engine ready (TensorFlow {versions['tensorflow']})"
+                                  + (f" · trains on {devices}" if devices else ""))
         self.training.set_engine_ready(True)
         self.engine_ready.emit(versions)
         self._update_actions()
