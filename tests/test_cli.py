@@ -47,13 +47,14 @@ def test_train_evaluate_predict_round_trip(capsys, shapes_split_dataset, tmp_pat
     summary = json.loads(out)
     assert summary["model"] == str(model) and model.exists()
     assert summary["epochs_run"] == 10
-    assert summary["best_val_accuracy"] > 0.8
+    # This config: 15/15 validation images and 22-24 of 24 test images at seeds 1, 2, 3, 1337.
+    assert summary["best_val_accuracy"] >= 14 / 15
     assert len(summary["history"]["loss"]) == 10
 
     code, out, err = run(capsys, "evaluate", model, shapes_split_dataset, "--json")
     assert code == 0, err
     report = json.loads(out)
-    assert report["accuracy"] > 0.8
+    assert report["accuracy"] >= 21 / 24
     assert set(report["per_class"]["circle"]) == {"precision", "recall", "f1", "support"}
     assert len(report["confusion_matrix"]) == 3
 
@@ -86,6 +87,19 @@ def test_errors_are_one_line_with_exit_1(capsys, tmp_path):
     fake.write_bytes(b"PK but not really")
     code, _, err = run(capsys, "predict", fake, tmp_path)
     assert code == 1 and "damaged or not a Keras model" in err and "Traceback" not in err
+
+
+def test_debug_adds_the_traceback_to_the_one_line_error(capsys, tmp_path):
+    """README: every command takes --debug (tracebacks)."""
+    fake = tmp_path / "fake.keras"
+    fake.write_bytes(b"PK but not really")
+    code, _, plain = run(capsys, "predict", fake, tmp_path)
+    code_debug, _, debug = run(capsys, "predict", fake, tmp_path, "--debug")
+    assert code == code_debug == 1
+    assert "Traceback (most recent call last):" not in plain
+    assert debug.startswith("Traceback (most recent call last):")
+    assert "ModelFileError" in debug and 'model_io.py", line' in debug
+    assert debug.splitlines()[-1] == plain.strip()  # the same one line closes it
 
 
 def test_usage_error_exits_2():

@@ -169,8 +169,9 @@ def test_evaluation_reports_ece_before_and_after(calibrated, shapes_split_datase
     data = report.to_dict()
     assert {"accuracy", "confusion_matrix", "per_class", "misclassified"} <= set(data)  # kept
     assert data["calibration"] == loaded.metadata["calibration"]
-    # On the held-out test split, not the validation images it was fitted on.
-    assert data["ece"] < data["ece_uncalibrated"]
+    # On the held-out test split, not the validation images it was fitted on. README: this
+    # run's ECE fell from 0.26 to 0.03 (seed 1; 0.6 to 0.07 at seeds 2 and 3).
+    assert data["ece"] <= 0.12 and data["ece"] <= data["ece_uncalibrated"] / 3, (data["ece"], data["ece_uncalibrated"])
     assert 0 <= data["num_unknown"] <= data["num_images"]
 
 

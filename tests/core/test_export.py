@@ -44,7 +44,7 @@ def test_export_loads_in_its_runtime_and_agrees_with_keras(loaded, test_images, 
     # The export's answers are also right: the same top-1 as the labels of the test set.
     truth = np.repeat(np.arange(3), 8)
     keras_top1 = np.asarray(loaded.model.predict(test_images, verbose=0)).argmax(1)
-    assert (keras_top1 == truth).mean() > 0.8
+    assert (keras_top1 == truth).mean() >= 23 / 24  # 24/24 at seeds 1, 2, 3 and 1337
 
 
 def test_saved_model_runs_with_tensorflow_alone(loaded, test_images, tmp_path):
@@ -79,7 +79,7 @@ def test_onnx_runs_with_onnxruntime_alone(loaded, test_images, tmp_path):
     assert probabilities.shape == (24, 3) and np.allclose(probabilities.sum(1), 1.0, atol=1e-5)
     truth = [loaded.class_names[i] for i in np.repeat(np.arange(3), 8)]
     named = [labels[i] for i in probabilities.argmax(1)]
-    assert np.mean([a == b for a, b in zip(named, truth)]) > 0.8
+    assert np.mean([a == b for a, b in zip(named, truth)]) >= 23 / 24
 
 
 @pytest.mark.parametrize("preset", ["mobilenet_v2", "efficientnet_b0"])
@@ -122,6 +122,24 @@ def test_cli_export_json_and_exit_status(trained, tmp_path, capsys):
     assert main(["export", str(trained[1]), "--format", "tflite", "--out", str(out), "--force"]) == 0
     text, _ = capsys.readouterr()
     assert "top-1 agreement 100%" in text
+
+
+def test_an_export_that_disagrees_with_the_model_is_removed(trained, tmp_path, capsys, monkeypatch):
+    """README: the command ... removes an export that disagrees."""
+    from imgcls_desktop.core import export
+
+    real_run = export._run_tflite
+
+    def run_with_classes_swapped(path, images):  # a converter bug: the right numbers, wrong order
+        return real_run(path, images)[:, ::-1]
+
+    monkeypatch.setattr(export, "_run_tflite", run_with_classes_swapped)
+    out = tmp_path / "model.tflite"
+    code = main(["export", str(trained[1]), "--format", "tflite", "--out", str(out)])
+    _stdout, err = capsys.readouterr()
+    assert code == 1
+    assert "tflite export disagreed with the model" in err and "it was removed" in err
+    assert list(tmp_path.iterdir()) == []  # the export and its two side files
 
 
 def test_cli_export_onnx_missing_is_one_line_exit_1(trained, tmp_path, capsys, monkeypatch):

@@ -25,7 +25,7 @@ def test_report_has_every_corruption_and_class(trained, shapes_split_dataset):
         assert set(row["per_class"]) == set(scan.class_names)
         assert 0.0 <= row["accuracy"] <= 1.0
     clean = rows["clean"]["accuracy"]
-    assert clean > 0.8
+    assert clean >= 23 / 24  # the trained fixture's config: 24/24 at seeds 1, 2, 3 and 1337
     # Blur can fix one borderline image by chance (training is not bit-reproducible on CPU);
     # more than one would mean the corruption is not reaching the model.
     assert rows["heavy_blur"]["accuracy"] <= clean + 1 / 24 + 1e-9

@@ -70,6 +70,33 @@ def test_same_seed_gives_same_split_and_weights(shapes_dataset):
     np.testing.assert_allclose(first.model.get_weights()[0], second.model.get_weights()[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("preset", ["tutorial_cnn", "small_cnn", "fast_cnn"])
+def test_the_best_epochs_weights_are_kept_not_the_last(shapes_dataset, monkeypatch, preset):
+    """README: the best weights are kept (every from-scratch preset)."""
+    from imgcls_desktop.core import training
+
+    # Epoch 2 is reported best and epoch 3 worst, whatever the model really did: what is
+    # under test is which weights come back.
+    reported = {1: 0.5, 2: 0.9, 3: 0.1}
+    weights_at = {}
+    real_epoch_ended = training._Run.epoch_ended
+
+    def epoch_ended(run, epoch, logs):
+        logs = {**logs, "val_accuracy": reported[run.epoch]}
+        weights_at[run.epoch] = [np.array(w) for w in run.model.get_weights()]
+        return real_epoch_ended(run, epoch, logs)
+
+    monkeypatch.setattr(training._Run, "epoch_ended", epoch_ended)
+    result = train(shapes_dataset, TrainingConfig(preset=preset, epochs=3, seed=1, early_stopping_patience=None))
+    assert result.epochs_run == 3 and result.best_epoch == 2
+    assert result.best_val_accuracy == pytest.approx(0.9)
+    kept = result.model.get_weights()
+    assert len(kept) == len(weights_at[2])
+    for best, returned in zip(weights_at[2], kept):
+        np.testing.assert_array_equal(best, returned)
+    assert any(not np.array_equal(last, returned) for last, returned in zip(weights_at[3], kept))
+
+
 def test_stop_event_stops_within_a_batch(shapes_dataset):
     stop = threading.Event()
     batches = []

@@ -60,7 +60,8 @@ def test_empty_state_then_report(view, report):
     assert len(report.y_true) == 24
     assert f"{report.accuracy:.1%}" in view.headline.text()
     assert "24 test images" in view.headline.text()
-    assert report.accuracy > 0.6  # well above chance (1/3) for the tiny shapes model
+    # The trained fixture's config scored 24/24 at seeds 1, 2, 3 and 1337: one miss is allowed.
+    assert report.accuracy >= 23 / 24
     table = view.table
     assert table.rowCount() == 3
     assert {table.item(row, 0).text() for row in range(3)} == set(report.class_names)

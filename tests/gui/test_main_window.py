@@ -41,7 +41,8 @@ def test_train_evaluate_predict_through_the_window(qtbot, window, shapes_split_d
         assert window.training.is_training()
     report = evaluated.args[0]
     assert report.split == "test" and len(report.y_true) == 24
-    assert report.accuracy > 0.6  # chance is 0.33
+    # 24 test images; this config scored 24/24 at seeds 1, 2, 3 and 1337: one miss is allowed.
+    assert report.accuracy >= 23 / 24
     assert window.state.loaded is not None
     qtbot.waitUntil(lambda: window.state.autosaved_path is not None, timeout=60000)
     assert window.state.autosaved_path.exists()
@@ -101,7 +102,14 @@ def test_self_test_runs_the_real_flow(qtbot, window, shapes_split_dataset):
     summary = json.loads(out.getvalue())
     assert status == 0, summary
     assert summary["ok"] and summary["classes"] == ["circle", "square", "triangle"]
-    assert 0 <= summary["accuracy"] <= 1 and len(summary["predictions"]) >= 3
+    # One epoch scores anywhere from chance to 0.67 here, so no threshold: the figure must be
+    # the real evaluation of the model the window trained, on the test split.
+    from imgcls_desktop.core.evaluation import evaluate_folder
+
+    report = evaluate_folder(window.state.loaded, shapes_split_dataset)
+    assert summary["evaluated_on"] == "24 test images" and report.split == "test"
+    assert summary["accuracy"] == round(report.accuracy, 4)
+    assert len(summary["predictions"]) == 4 and all("label" in row for row in summary["predictions"])
 
 
 def test_settings_remember_recent_datasets(qtbot, window, shapes_dataset):
@@ -153,7 +161,7 @@ def test_status_bar_names_the_sample_dataset_and_other_folders_by_path(qtbot, wi
     with qtbot.waitSignal(window.dataset_opened, timeout=60000):
         window.open_sample()
     message = window.statusBar().currentMessage()
-    assert message.startswith("Opened the sample dataset: 5 classes")
+    assert message.startswith("Opened the sample dataset: 6 classes")
     assert str(sample_dataset_path()) not in message
     assert window.browser.header_label.text().startswith("<b>The sample dataset</b>")
     assert window.browser.header_label.toolTip() == str(sample_dataset_path())  # the path is one hover away
@@ -161,3 +169,81 @@ def test_status_bar_names_the_sample_dataset_and_other_folders_by_path(qtbot, wi
         window.open_dataset(shapes_dataset)
     assert window.statusBar().currentMessage().startswith(f"Opened {shapes_dataset}: 3 classes")
     assert window.browser.header_label.text().startswith(f"<b>{shapes_dataset}</b>")
+
+
+# -- What the README promises about the window ------------------------------------------
+
+def test_readme_shortcuts_trigger_their_actions(qtbot, window, monkeypatch):
+    """README: Ctrl+O, Ctrl+Shift+O, Ctrl+S, Ctrl+E, Ctrl+I, Ctrl+Z, Ctrl+T, Esc, Alt+1..5."""
+    from PySide6.QtCore import Qt
+
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    # Through the QWindow, as a real key press arrives: Qt's shortcut map sees it there.
+    surface = window.windowHandle()
+    control, shift = Qt.KeyboardModifier.ControlModifier, Qt.KeyboardModifier.ShiftModifier
+    actions = {
+        (Qt.Key.Key_O, control): window.open_dataset_action,
+        (Qt.Key.Key_O, control | shift): window.open_model_action,
+        (Qt.Key.Key_S, control): window.save_model_action,
+        (Qt.Key.Key_E, control): window.evaluate_action,
+        (Qt.Key.Key_I, control): window.summary_action,
+        (Qt.Key.Key_Z, control): window.undo_move_action,
+    }
+    for (key, modifiers), action in actions.items():
+        action.setEnabled(True)
+        action.triggered.disconnect()  # the binding is under test, not the dialogs behind it
+        with qtbot.waitSignal(action.triggered, timeout=2000):
+            qtbot.keyClick(surface, key, modifiers)
+    # Ctrl+T and Esc live on the Train and Stop buttons of the Train view; Esc only while training.
+    panel = window.training
+    window.tabs.setCurrentWidget(panel)
+    for button in (panel.train_button, panel.stop_button):
+        button.setEnabled(True)
+        button.clicked.disconnect()
+    with qtbot.waitSignal(panel.train_button.clicked, timeout=2000):
+        qtbot.keyClick(surface, Qt.Key.Key_T, control)
+    with qtbot.assertNotEmitted(panel.stop_button.clicked):
+        qtbot.keyClick(surface, Qt.Key.Key_Escape)
+    with monkeypatch.context() as patch:
+        patch.setattr(panel, "is_training", lambda: True)
+        panel._update_buttons()
+        with qtbot.waitSignal(panel.stop_button.clicked, timeout=2000):
+            qtbot.keyClick(surface, Qt.Key.Key_Escape)
+    panel._update_buttons()
+    for index in range(5):
+        qtbot.keyClick(surface, getattr(Qt.Key, f"Key_{index + 1}"), Qt.KeyboardModifier.AltModifier)
+        assert window.tabs.currentIndex() == index
+
+
+def test_window_geometry_is_restored(qtbot):
+    first = MainWindow()
+    qtbot.addWidget(first)
+    first.show()
+    qtbot.waitExposed(first)
+    first.resize(1000, 700)
+    first.tabs.setCurrentIndex(3)
+    qtbot.waitUntil(lambda: (first.width(), first.height()) == (1000, 700), timeout=5000)
+    first.close()
+    second = MainWindow()
+    qtbot.addWidget(second)
+    # Not the first-run 1100 x 760: the saved size (the offscreen screen is 800 wide, and
+    # restoreGeometry keeps a window on its screen, so only the height comes back whole).
+    assert second.height() == 700 and second.width() <= 1000
+
+
+def test_recent_models_menu_reopens_a_model(qtbot, window, trained):
+    _, path = trained
+    assert not window.recent_models_menu.isEnabled()
+    with qtbot.waitSignal(window.model_changed, timeout=60000):
+        window.open_model(path)
+    again = MainWindow()  # the menu survives a restart
+    qtbot.addWidget(again)
+    entries = again.recent_models_menu.actions()
+    assert again.recent_models_menu.isEnabled() and [a.text() for a in entries] == [str(path)]
+    with qtbot.waitSignal(again.model_changed, timeout=60000) as changed:
+        entries[0].trigger()
+    assert str(changed.args[0].path) == str(path)
+    again.jobs.wait(60000)

@@ -96,7 +96,7 @@ def test_drop_classifies_files_and_reports_bad_ones(pane, loaded, good_images, b
     assert "could not classify" in errors[0].findChild(QLabel, "predictionError").text().lower()
     expected = {str(path): name for path, name in good_images}
     right = sum(p.label == expected[p.path] for p in predictions if p.ok)
-    assert right >= 2
+    assert right == 3  # the trained fixture's config labels every test image right (4 seeds)
     assert all(len(p.top_k) == 3 for p in predictions if p.ok)
 
     target = tmp_path / "predictions.csv"
