@@ -69,6 +69,11 @@ class Preset:
     # logits (0: a linear head). On TrashNet's Lite0 features at 288 px a 512-unit head
     # scored 92.7% against 91.5% for a linear one (one run each, all training photos).
     head_units: int = 0
+    # Run the whole schedule and keep its last epoch, with no early stopping. For a head on
+    # stored features an epoch costs a fraction of a second, and the validation accuracy of
+    # a few hundred photos is too noisy to pick an epoch by: on TrashNet (3 seeds) the last
+    # epoch scored 92.5% against 91.2% for the best-validation epoch with patience 10.
+    keep_last_epoch: bool = False
 
 
 PRESETS = {
@@ -135,7 +140,9 @@ PRESETS = {
             optimizer="adam",
             augmentation=Augmentation(flip=True, rotation=0.05, zoom=0.1),
             backbone="EfficientNetLite0",
+            label_smoothing=0.1,
             head_units=512,
+            keep_last_epoch=True,
         ),
         Preset(
             name="mobilenet_v2",

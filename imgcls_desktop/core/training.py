@@ -159,6 +159,7 @@ class _Run:
         self.total_steps_done = 0
         self.peak_lr = config.learning_rate
         self.schedule = schedule
+        self.keep_last = False  # Preset.keep_last_epoch: no early stopping, the last epoch wins
 
     # -- schedule ---------------------------------------------------------------
     def fraction_done(self):
@@ -218,7 +219,8 @@ class _Run:
             float(np.asarray(self.model.optimizer.learning_rate))
         )
         value = logs.get(self.monitor, logs.get("accuracy", -math.inf))
-        if self.diverged is None and value > self.best_value:
+        # keep_last: the whole schedule runs and its end is the model (Preset.keep_last_epoch).
+        if self.diverged is None and (self.keep_last or value > self.best_value):
             self.best_value = value
             self.best_epoch = self.epoch
             # A copy in memory: restoring it is instant and never touches the disk.
@@ -226,7 +228,7 @@ class _Run:
             self.epochs_without_improvement = 0
         else:
             self.epochs_without_improvement += 1
-        patience = self.config.early_stopping_patience
+        patience = None if self.keep_last else self.config.early_stopping_patience
         if (patience and not self.config.time_budget
                 and self.epochs_without_improvement >= patience):
             self.stop_reason = f"early stopping: no improvement for {patience} epochs"
@@ -501,6 +503,7 @@ def _fit_phase(keras, fitted, train_x, train_y, val_x, y_val, num_classes, confi
     run = _Run(fitted, config, steps, batch_size, on_progress, stop_event,
                has_validation=val_data is not None, schedule=preset.schedule,
                epoch_offset=epoch_offset, best_value=best_value, phase=phase)
+    run.keep_last = preset.keep_last_epoch and not phase  # the head's phase only
     callbacks = [_make_callbacks(keras)(run), _ValidationTimer(keras, run)]
     if preset.lookahead:
         from .averaging import lookahead_callback
