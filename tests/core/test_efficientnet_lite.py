@@ -122,24 +122,47 @@ def test_a_state_dict_that_does_not_fit_is_refused():
         assign_weights(model, missing, source="w.pth")
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled by the test")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+def _refuse_network(*args, **kwargs):
+    raise OSError("network disabled by the test")
 
 
-def test_photo_preset_trains_offline_and_survives_a_round_trip(no_network, shapes_dataset, tmp_path):
-    from imgcls_desktop.core.model_io import load_model, save_model
+@pytest.fixture(scope="module")
+def lite0_trained(shapes_dataset):
+    """The photo preset trained on the shapes with every socket refused: (result, loaded)."""
+    from imgcls_desktop.core.model_io import from_training
     from imgcls_desktop.core.training import TrainingConfig, train
 
-    result = train(shapes_dataset, TrainingConfig(preset="efficientnet_lite0", image_size=64, epochs=15,
-                                                  early_stopping_patience=None))
+    patch = pytest.MonkeyPatch()
+    patch.setattr(socket, "create_connection", _refuse_network)
+    patch.setattr(socket.socket, "connect", _refuse_network)
+    try:
+        result = train(shapes_dataset, TrainingConfig(preset="efficientnet_lite0", image_size=64, epochs=15))
+    finally:
+        patch.undo()
+    return result, from_training(result)
+
+
+def test_photo_preset_trains_offline_and_survives_a_round_trip(lite0_trained, tmp_path):
+    from imgcls_desktop.core.model_io import load_model, save_model
+
+    result, _ = lite0_trained
     assert result.metadata["preset"] == "efficientnet_lite0"
+    assert result.epochs_run == 15 and result.best_epoch == 15  # the last epoch is the model
     assert result.best_val_accuracy >= 0.9  # ImageNet features separate coloured shapes at once
     path = save_model(result.model, tmp_path / "lite0.keras", result.metadata)
     loaded = load_model(path)
     x = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype(np.float32)
     np.testing.assert_allclose(loaded.model(x, training=False), result.model(x, training=False), atol=1e-5)
+
+
+@pytest.mark.parametrize("format, name", [("saved_model", "lite0_sm"), ("tflite", "lite0.tflite"),
+                                          ("onnx", "lite0.onnx")])
+def test_photo_preset_exports_agree_in_their_runtimes(lite0_trained, tmp_path, format, name):
+    from imgcls_desktop.core.export import export_model, random_sample_images, verify_export
+
+    _, loaded = lite0_trained
+    out = tmp_path / name
+    export_model(loaded, out, format)
+    check = verify_export(loaded, out, format, random_sample_images((64, 64), count=6))
+    assert check["verified"] and check["ok"], check
+    assert check["top1_agreement"] == 1.0
