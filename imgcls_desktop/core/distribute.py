@@ -233,12 +233,24 @@ class Plan:
         """The chief's ``flag``, the same on every worker (an all-reduce; one process: ``flag``)."""
         if self.kind != "multi-worker":
             return bool(flag)
+        return self.chief_value(1.0 if flag else 0.0) > 0.5
+
+    def chief_value(self, value):
+        """The chief's ``value`` (a float), the same on every worker; one process: ``value``.
+
+        What each worker computes from its own clock (the time-budget fraction that sets
+        the learning rate) differs by milliseconds; mirrored weights updated with
+        different learning rates would drift apart, so the chief's value is used.
+        """
+        if self.kind != "multi-worker":
+            return value
         from .backend import tensorflow_module
 
         tf = tensorflow_module()
-        mine = 1.0 if (flag and self.is_chief) else 0.0
-        value = self.strategy.run(lambda: tf.constant(mine))
-        return float(self.strategy.reduce("SUM", value, axis=None)) > 0.0
+        local_replicas = max(1, len(self.strategy.extended.worker_devices))
+        mine = float(value) / local_replicas if self.is_chief else 0.0
+        total = self.strategy.run(lambda: tf.constant(mine, tf.float32))
+        return float(self.strategy.reduce("SUM", total, axis=None))
 
     def datasets(self, make_train, make_val, count, per_replica, class_weight=None):
         """Distributed ``(train, validation or None, steps per epoch)``.

@@ -178,7 +178,8 @@ class _Run:
         return self.peak_lr * (1.0 + (end - 1.0) * (fraction - peak_at) / (1.0 - peak_at))
 
     def set_learning_rate(self):
-        self.model.optimizer.learning_rate.assign(self.learning_rate(self.fraction_done()))
+        fraction = distribute.active_plan().chief_value(self.fraction_done())  # issue 14
+        self.model.optimizer.learning_rate.assign(self.learning_rate(fraction))
 
     # -- events -----------------------------------------------------------------
     def epoch_began(self, epoch):
