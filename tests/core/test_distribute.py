@@ -173,3 +173,26 @@ def test_peer_watch_reports_a_peer_that_never_started():
     finally:
         watch.stop()
     assert len(lost) == 1 and "never started" in lost[0]
+
+
+@pytest.mark.slow  # ~85 s on 2 cores: float16 is emulated on a CPU
+def test_mixed_precision_training_learns_and_saves_a_float32_head(shapes_dataset, monkeypatch, tmp_path):
+    """The GPU path's precision, run on the CPU (emulated float16: slow, so a small run)."""
+    from imgcls_desktop.core.backend import keras_module
+    from imgcls_desktop.core.model_io import load_model, save_model
+    from imgcls_desktop.core.training import TrainingConfig, train
+
+    monkeypatch.setenv("IMGCLS_MIXED_PRECISION", "on")
+    monkeypatch.setattr(distribute, "_plans", {})
+    try:
+        result = train(shapes_dataset, TrainingConfig(preset="small_cnn", epochs=6, batch_size=16,
+                                                      learning_rate=0.05, seed=3, distribute="off"))
+    finally:
+        keras_module().mixed_precision.set_global_policy("float32")
+    assert distribute.plan_for("off").policy == "mixed_float16"
+    assert type(result.model.optimizer).__name__ == "LossScaleOptimizer"  # the loss is scaled
+    assert result.best_val_accuracy >= 0.7
+    assert result.model.get_layer("probabilities").compute_dtype == "float32"
+    path = save_model(result.model, tmp_path / "mixed.keras", result.metadata)
+    loaded = load_model(path)
+    assert loaded.model.get_layer("probabilities").compute_dtype == "float32"
