@@ -58,6 +58,7 @@ def _config_from_dict(data):
     from ..core.training import TrainingConfig
 
     data = dict(data)
+    data.pop("distribute", None)  # the window trains with "auto"; multi-worker is the CLI's (issue 14)
     if data.get("preset") not in PRESETS:
         raise KeyError(data.get("preset"))
     if isinstance(data.get("augmentation"), dict):
