@@ -166,3 +166,15 @@ def test_photo_preset_exports_agree_in_their_runtimes(lite0_trained, tmp_path, f
     check = verify_export(loaded, out, format, random_sample_images((64, 64), count=6))
     assert check["verified"] and check["ok"], check
     assert check["top1_agreement"] == 1.0
+
+
+def test_the_photo_preset_fine_tunes_the_top_of_its_backbone(shapes_dataset):
+    """--fine-tune-epochs on the shipped backbone: its top layers train, BatchNorm stays frozen."""
+    from imgcls_desktop.core.training import TrainingConfig, train
+
+    result = train(shapes_dataset, TrainingConfig(preset="efficientnet_lite0", image_size=64, epochs=4,
+                                                  fine_tune_epochs=1, batch_size=16))
+    training = result.metadata["training"]
+    assert training["fine_tuned_layers"] > 10
+    assert result.epochs_run == 5 and len(result.history["accuracy"]) == 5
+    assert result.best_val_accuracy >= 0.9
