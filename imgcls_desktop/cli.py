@@ -270,7 +270,7 @@ def _watching_peers(plan, out):
               "Start every worker again.", file=sys.stderr, flush=True)
         os._exit(EXIT_FAILED)
 
-    watch = PeerWatch(plan.cluster, lost, busy=lambda: plan.in_fit, start_timeout=float(
+    watch = PeerWatch(plan.cluster, lost, busy=plan.waiting_on_peers, start_timeout=float(
         os.environ.get("IMGCLS_WORKER_START_TIMEOUT", "300"))).start()
     try:
         yield

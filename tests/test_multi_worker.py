@@ -160,3 +160,20 @@ def tempfile_root():
     import tempfile
 
     return tempfile.gettempdir()
+
+
+@pytest.mark.timeout(200)
+def test_a_chief_that_refuses_to_start_does_not_leave_the_worker_waiting(shapes, tmp_path, monkeypatch):
+    out = tmp_path / "exists.keras"
+    out.write_bytes(b"the user's model")  # no --force: the chief refuses
+    monkeypatch.setenv("IMGCLS_WORKER_START_TIMEOUT", "20")
+    procs = start_workers(tmp_path, [str(shapes), "--out", str(out), "--epochs", "2", *TRAIN])
+    try:
+        (code0, _out0, err0), (code1, _out1, err1) = wait_all(procs, seconds=120)
+    finally:
+        kill_all(procs)
+    assert code0 == 2 and "pass --force" in err0
+    assert code1 == 1, err1[-2000:]  # it ended, instead of waiting for the chief forever
+    message = [line for line in err1.splitlines() if line.startswith("imgcls: error:")]
+    assert len(message) == 1 and ("stopped answering" in message[0] or "never started" in message[0])
+    assert out.read_bytes() == b"the user's model"

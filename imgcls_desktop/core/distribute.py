@@ -210,6 +210,13 @@ class Plan:
     cluster: Cluster | None = None
     sentence: str = ""
     in_fit: bool = False  # inside Keras fit, where every step waits for every worker
+    fits_ended: int = 0
+
+    def waiting_on_peers(self):
+        """True while every worker must still be there: up to the end of the first ``fit``
+        (building the model broadcasts its weights), then inside each ``fit``. After a
+        ``fit`` a peer may simply be done first: calibration and saving are not collective."""
+        return self.in_fit or self.fits_ended == 0
 
     @property
     def distributed(self):
@@ -295,6 +302,7 @@ class Plan:
 
             def on_train_end(self, logs=None):
                 plan.in_fit = False
+                plan.fits_ended += 1
 
             def on_train_batch_end(self, batch, logs=None):
                 self.model.stop_training = plan.agree(self.model.stop_training)
