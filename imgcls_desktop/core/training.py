@@ -485,22 +485,23 @@ def _fit_phase(keras, fitted, train_x, train_y, val_x, y_val, num_classes, confi
     augmenter = build_augmenter(augmentation, config.seed)
     # Under a time budget the epoch count is open: the run stops itself when time is up.
     epochs = 100_000 if config.time_budget else config.epochs
-    train_data = make_dataset(train_x, train_y, num_classes, batch_size, shuffle=True,
-                              augmenter=augmenter, seed=config.seed + epoch_offset, epochs=epochs,
-                              alternating_flip=preset.alternating_flip)
-    val_data = (make_dataset(val_x, y_val, num_classes, batch_size, shuffle=False)
-                if len(val_x) else None)
+
+    def train_dataset(shard=None, batch=batch_size):  # shard: one worker's part (issue 14)
+        return make_dataset(train_x, train_y, num_classes, batch, shuffle=True,
+                            augmenter=augmenter, seed=config.seed + epoch_offset, epochs=epochs,
+                            alternating_flip=preset.alternating_flip, shard=shard)
+
+    def val_dataset(batch=batch_size):
+        return make_dataset(val_x, y_val, num_classes, batch, shuffle=False) if len(val_x) else None
+
     steps = math.ceil(len(train_x) / batch_size)
     plan = distribute.active_plan()
     if plan.distributed:  # issue 14: each worker its shard, batches per replica
-        train_data, val_data, steps = plan.datasets(
-            lambda shard: make_dataset(train_x, train_y, num_classes, batch_size, shuffle=True,
-                                       augmenter=augmenter, seed=config.seed + epoch_offset,
-                                       epochs=epochs, alternating_flip=preset.alternating_flip,
-                                       shard=shard),
-            (lambda: make_dataset(val_x, y_val, num_classes, batch_size, shuffle=False))
-            if len(val_x) else None, len(train_x), batch_size, class_weight)
+        train_data, val_data, steps = plan.datasets(train_dataset, val_dataset if len(val_x) else None,
+                                                    len(train_x), batch_size, class_weight)
         class_weight, batch_size = None, distribute.global_batch(batch_size, plan.replicas)
+    else:
+        train_data, val_data = train_dataset(), val_dataset()
     run = _Run(fitted, config, steps, batch_size, on_progress, stop_event,
                has_validation=val_data is not None, schedule=preset.schedule,
                epoch_offset=epoch_offset, best_value=best_value, phase=phase)
