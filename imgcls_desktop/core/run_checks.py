@@ -41,7 +41,7 @@ _BACKBONE_FORWARD_FLOATS_PER_PIXEL = 60
 _BACKBONE_TRAINING_FLOATS_PER_PIXEL = 200
 _FEATURE_BATCH = 64  # core.training._features_for_head
 _PARAMETERS = {"fast_cnn": 300_000, "small_cnn": 310_000, "MobileNetV2": 2_300_000,
-               "EfficientNetB0": 4_100_000}
+               "EfficientNetB0": 4_100_000, "EfficientNetLite0": 3_400_000}
 _UNKNOWN_PARAMETERS = 25_000_000
 # TensorFlow, Keras and the Python process before any data: about what an idle engine holds.
 RUNTIME_BYTES = 400 * 1024**2
