@@ -98,6 +98,8 @@ def test_train_with_class_weights_ticks_the_box_and_trains_weighted(qtbot, windo
     assert window.training.config().class_weights == "balanced"
 
     window.training.preset_combo.setCurrentIndex(window.training.preset_combo.findData("tutorial_cnn"))
+    # Epochs, not the minutes the folder's recommendation may have set meanwhile.
+    window.training.epochs_radio.setChecked(True)
     window.training.epochs_spin.setValue(2)
     window.training.batch_size_spin.setValue(16)
     window.training.set_engine_ready(True)
