@@ -64,7 +64,7 @@ def _evaluate(model_or_loaded, scan):
     return float(report.accuracy), per_class
 
 
-def _recommended(root, per_class, seed):
+def _recommended(root, per_class, seed, save_to=None):
     from imgcls_desktop.core import pipeline
     from imgcls_desktop.core.dataset import scan_dataset
     from imgcls_desktop.core.model_io import from_training
@@ -85,6 +85,10 @@ def _recommended(root, per_class, seed):
                             validation_split=rec.validation_split, seed=seed)
     result = train(scan, config, on_progress=on_progress)
     seconds = time.perf_counter() - started
+    if save_to:  # for the latency row; after the clock stopped
+        from imgcls_desktop.core.model_io import save_model
+
+        save_model(result.model, save_to, result.metadata)
     loaded = from_training(result)
     accuracy, per_class_recall = _evaluate(loaded, scan)
     training = result.metadata["training"]
@@ -202,7 +206,7 @@ def _latency(model_path, photos):
 def child(spec):
     kind = spec["kind"]
     if kind == "recommended":
-        out = _recommended(spec["root"], spec["per_class"], spec["seed"])
+        out = _recommended(spec["root"], spec["per_class"], spec["seed"], spec.get("save_to"))
     elif kind == "fast_cnn":
         out = _fast_cnn(spec["root"], spec["per_class"], spec["seed"], spec["budget"])
     elif kind == "notebook":
@@ -224,15 +228,6 @@ def _run_child(spec):
     raise SystemExit(f"child {spec['kind']} failed:\n{process.stderr[-3000:]}")
 
 
-def _save_recommended_model(root, per_class, seed, out):
-    """The latency row needs a saved model: the CLI trains one the way a user would."""
-    command = [sys.executable, "-m", "imgcls_desktop.cli", "train", str(root), "--out", str(out), "--force",
-               "--no-history", "--seed", str(seed), "--json"]
-    if per_class:
-        raise SystemExit("--quick trains the latency model on the full folder; omit it for latency")
-    subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
-
-
 def main(argv=None):
     import machine
 
@@ -245,15 +240,14 @@ def main(argv=None):
     base = {"root": root, "per_class": per_class, "seed": args.seed}
 
     os.environ.setdefault("IMGCLS_CACHE_DIR", tempfile.mkdtemp(prefix="imgcls-bench-cache-"))  # cold
-    rows = [_run_child({**base, "kind": "recommended"})]
+    model = Path(tempfile.mkdtemp(prefix="imgcls-bench-")) / "photos.keras"
+    rows = [_run_child({**base, "kind": "recommended", "save_to": str(model)})]
     budget = rows[0]["seconds"]
     rows.append(_run_child({**base, "kind": "fast_cnn", "budget": budget}))
     rows.append(_run_child({**base, "kind": "notebook", "budget": budget}))
     speeds = _run_child({**base, "kind": "speeds", "size": int(rows[0]["row"].split()[-2])})
     latency = None
     if not args.quick:
-        model = Path(tempfile.mkdtemp(prefix="imgcls-bench-")) / "photos.keras"
-        _save_recommended_model(root, 0, args.seed, model)
         photos = sorted(str(p) for p in (Path(root) / "test").glob("*/*.jpg"))[::25]
         latency = _run_child({**base, "kind": "latency", "model": str(model), "photos": photos})["latency_ms"]
 

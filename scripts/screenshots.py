@@ -48,8 +48,12 @@ def main(out_dir, epochs=None):
     window.tabs.setCurrentIndex(0)
     shoot("dataset")
     window.tabs.setCurrentIndex(1)
-    # What a new user gets from pressing Train: the default preset and its epochs.
-    window.training.set_config(TrainingConfig(epochs=epochs, seed=1))
+    # What a new user gets from pressing Train: the settings recommended for the folder.
+    if window.training.recommendation is None:
+        wait_for(window.training.recommendation_ready, 60, "the recommendation")
+    if epochs:
+        window.training.epochs_spin.setValue(epochs)
+    shoot("recommendation")
     window.findChild(QPushButton, "trainButton").click()
     # A picture mid-training shows the live chart and the progress bar at work.
     while window.training.chart.point_count("loss", "val") < 3:
@@ -74,7 +78,7 @@ def main(out_dir, epochs=None):
     wait_for(window.robustness.check_finished, 300, "robustness check")
     shoot("robustness")
     # Run history (issue 7): the run above was recorded; a second, shorter one to compare with.
-    window.training.set_config(TrainingConfig(epochs=3, seed=2))
+    window.training.set_config(TrainingConfig(preset="efficientnet_lite0", epochs=3, seed=2))
     window.tabs.setCurrentIndex(1)
     window.findChild(QPushButton, "trainButton").click()
     wait_for(window.history.recorder.recorded, 600, "the second run recorded")
