@@ -10,8 +10,8 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog,
                                QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QLineEdit, QProgressBar, QPushButton, QRadioButton, QSpinBox,
-                               QVBoxLayout, QWidget)
+                               QLineEdit, QProgressBar, QPushButton, QRadioButton, QSizePolicy,
+                               QSpinBox, QVBoxLayout, QWidget)
 
 from ..core.models import DEFAULT_PRESET, PRESETS, Augmentation
 from . import error_dialog
@@ -175,6 +175,8 @@ class TrainingPanel(QWidget):
 
         self.recommendation_label = _named(QLabel(""), "recommendationLabel")
         self.recommendation_label.setWordWrap(True)
+        # Wrap at the settings' width instead of widening the column (and squeezing the chart).
+        self.recommendation_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.recommendation_label.setTextFormat(Qt.TextFormat.RichText)
         self.use_recommended_button = _named(QPushButton("Use recommended settings"), "useRecommendedButton")
         self.use_recommended_button.setToolTip("Set the preset, image size, time and validation split "
@@ -409,14 +411,18 @@ class TrainingPanel(QWidget):
         recommendation = self.recommendation
         if recommendation is None:
             return
-        title = PRESETS[recommendation.preset].title
-        when = (f"for {recommendation.time_budget / 60:g} min" if recommendation.time_budget
-                else f"{PRESETS[recommendation.preset].epochs} epochs at most (stops early when it stops improving)")
+        preset = PRESETS[recommendation.preset]
+        if recommendation.time_budget:
+            when = f"for {recommendation.time_budget / 60:g} min"
+        elif preset.keep_last_epoch:
+            when = f"{preset.epochs} epochs"
+        else:
+            when = f"{preset.epochs} epochs at most (stops early when it stops improving)"
         following = not self._settings_touched
         state = ("<i>These settings follow it.</i>" if following
                  else "<i>You changed the settings; the recommendation is not applied.</i>")
         self.recommendation_label.setText(
-            f"<b>{title}</b>, {recommendation.image_size} px, {when}.<br>{recommendation.reason}<br>{state}")
+            f"<b>{preset.title}</b>, {recommendation.image_size} px, {when}.<br>{recommendation.reason}<br>{state}")
         self.use_recommended_button.setEnabled(not following)
 
     # -- dataset / engine state -------------------------------------------------
