@@ -75,6 +75,17 @@ def shapes_split_dataset(tmp_path_factory):
                                layout="split", test_per_class=8, seed=1)
 
 
+@pytest.fixture
+def on_disk(monkeypatch):
+    """Every decoded set goes to the disk cache, as a 3 GB one would."""
+    from imgcls_desktop.core import pipeline
+
+    pipeline.clear_cache()
+    monkeypatch.setattr(pipeline, "_MEMORY_LIMIT_BYTES", 0)
+    yield
+    pipeline.clear_cache()
+
+
 @pytest.fixture(scope="session")
 def trained(shapes_split_dataset, tmp_path_factory):
     """A small CNN trained on the split shapes dataset and saved: (TrainingResult, path)."""

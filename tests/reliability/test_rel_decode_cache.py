@@ -16,15 +16,6 @@ from imgcls_desktop.core import image_cache, pipeline
 from imgcls_desktop.core.dataset import scan_dataset
 
 
-@pytest.fixture
-def on_disk(monkeypatch):
-    """Every decoded set goes to the disk cache, as a 3 GB one would."""
-    pipeline.clear_cache()
-    monkeypatch.setattr(pipeline, "_MEMORY_LIMIT_BYTES", 0)
-    yield
-    pipeline.clear_cache()
-
-
 def _items(root):
     scan = scan_dataset(root)
     return scan.splits[scan.training_split_name()]

@@ -24,6 +24,7 @@ from imgcls_desktop.core.data_fixes import (journal_entries, journal_path, move_
                                             undoable_entries)
 from imgcls_desktop.core.errors import ImgclsError
 from synthetic import make_shapes_dataset
+from filesystem import snapshot
 
 needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32",
                                     reason="needs POSIX symlinks")
@@ -41,21 +42,6 @@ def outside(tmp_path, root):
     folder.mkdir()
     (folder / "secret.png").write_bytes((root / "circle" / "circle_000.png").read_bytes())
     return folder
-
-
-def snapshot(folder):
-    """Every path under ``folder`` with its bytes (links as their target text)."""
-    result = {}
-    for dirpath, dirnames, filenames in os.walk(folder):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            if path.is_symlink():
-                result[str(path)] = ("link", os.readlink(path))
-            elif path.is_file():
-                result[str(path)] = ("file", path.read_bytes())
-            else:
-                result[str(path)] = ("dir", None)
-    return result
 
 
 def plant(root, *records, raw=()):

@@ -33,24 +33,10 @@ from imgcls_desktop.core.data_fixes import (journal_entries, journal_path, move_
                                             undo, undoable_entries)
 from imgcls_desktop.core.errors import ImgclsError  # noqa: E402
 from synthetic import make_shapes_dataset  # noqa: E402
+from filesystem import snapshot  # noqa: E402
 
 needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32",
                                     reason="needs POSIX symlinks")
-
-
-def snapshot(folder):
-    """Every path under ``folder`` with its bytes (links as their target text)."""
-    result = {}
-    for dirpath, dirnames, filenames in os.walk(folder):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            if path.is_symlink():
-                result[str(path)] = ("link", os.readlink(path))
-            elif path.is_file():
-                result[str(path)] = ("file", path.read_bytes())
-            else:
-                result[str(path)] = ("dir", None)
-    return result
 
 
 
