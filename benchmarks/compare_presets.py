@@ -35,14 +35,9 @@ GFLOPS_GOAL = 0.60  # achieved training GFLOP/s as a fraction of the matmul rate
 
 
 def _limited(items, per_class):
-    if not per_class:
-        return list(items)
-    kept, counts = [], {}
-    for item in items:
-        if counts.get(item.label, 0) < per_class:
-            counts[item.label] = counts.get(item.label, 0) + 1
-            kept.append(item)
-    return kept
+    from benchmarks.machine import limited_per_class
+
+    return limited_per_class(items, per_class)
 
 
 def _baseline(scan, budget, train_limit, seed):

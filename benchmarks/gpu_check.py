@@ -33,14 +33,9 @@ QUICK = {"cifar10": {"preset": "fast_cnn", "budget": 15, "train_per_class": 60, 
 
 
 def _limited(items, per_class):
-    if not per_class:
-        return list(items)
-    kept, counts = [], {}
-    for item in items:
-        if counts.get(item.label, 0) < per_class:
-            counts[item.label] = counts.get(item.label, 0) + 1
-            kept.append(item)
-    return kept
+    from benchmarks.machine import limited_per_class
+
+    return limited_per_class(items, per_class)
 
 
 def device_report():

@@ -32,6 +32,18 @@ def _unpacked(archive_path, name):
     return root
 
 
+def limited_per_class(items, per_class):
+    """The first ``per_class`` items of each label, in order (all of them when 0/None)."""
+    if not per_class:
+        return list(items)
+    kept, counts = [], {}
+    for item in items:
+        if counts.get(item.label, 0) < per_class:
+            counts[item.label] = counts.get(item.label, 0) + 1
+            kept.append(item)
+    return kept
+
+
 def machine_description():
     cpu = platform.processor() or "unknown CPU"
     try:

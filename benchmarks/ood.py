@@ -23,7 +23,6 @@ import argparse
 import datetime
 import json
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -35,17 +34,9 @@ ARCHIVES = {"cifar10": "cifar10-jpg.tar.gz", "trashnet": "trashnet-jpg.tar.gz"}
 
 def unpacked(name):
     """The dataset's root under the benchmark cache, unpacked on first use."""
-    from benchmarks.machine import CACHE
+    from benchmarks import machine
 
-    root = CACHE / name
-    if not (root / "test").is_dir():
-        archive = HERE.parent.parent / "shared" / "datasets" / ARCHIVES[name]
-        if not archive.exists():
-            raise SystemExit(f"{archive} not found: this benchmark needs ../shared/datasets/")
-        CACHE.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(CACHE, filter="data")
-    return root
+    return machine.cifar10_root() if name == "cifar10" else machine.trashnet_root()
 
 
 def load_folder_images(paths, size):

@@ -48,12 +48,9 @@ def _subset(scan, per_class):
         return scan
     from dataclasses import replace
 
-    kept, counts = [], {}
-    for item in scan.splits["train"]:
-        if counts.get(item.label, 0) < per_class:
-            counts[item.label] = counts.get(item.label, 0) + 1
-            kept.append(item)
-    return replace(scan, splits={**scan.splits, "train": kept})
+    from machine import limited_per_class
+
+    return replace(scan, splits={**scan.splits, "train": limited_per_class(scan.splits["train"], per_class)})
 
 
 def _evaluate(model_or_loaded, scan):
