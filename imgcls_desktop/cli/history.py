@@ -3,8 +3,8 @@
 ``imgcls runs`` lists the recorded runs; ``runs show ID``, ``runs compare ID1 ID2`` and
 ``runs delete ID`` act on one or two of them (an id may be shortened to a unique prefix,
 or given as ``latest`` / ``previous``). :func:`add_commands` registers the verb;
-:data:`COMMANDS` maps it to its function, which returns the exit status (0 done; 3 done
-but some run files could not be read; 2 usage error; 1 nothing could be done).
+:data:`COMMANDS` maps it to its function, which returns the exit status (see
+:mod:`._common`; 3: some run files could not be read).
 """
 
 import argparse
@@ -13,9 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .core.names import display_name
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+from ..core.names import display_name
+from ._common import EXIT_OK, EXIT_PARTIAL, print_confusion_matrix, print_per_class, usage
 _LIST_LIMIT = 20  # flipped or wrong images printed as text; --json has them all
 
 log = logging.getLogger("imgcls")
@@ -56,11 +55,6 @@ def add_train_options(train_parser):
                               help="do not record this run in the run history")
 
 
-def _usage(message):
-    print(f"imgcls: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
 def _percent(value):
     return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
 
@@ -73,7 +67,7 @@ def record_training(args, result, scan, model_path):
     The model is saved before this runs, so whatever fails here costs the user nothing
     but the history entry: it is reported on stderr and training still succeeds.
     """
-    from .core.history import record_run
+    from ..core.history import record_run
 
     if getattr(args, "no_history", False):
         return None
@@ -99,7 +93,7 @@ def print_recorded(args, run):
 # -- the verb ----------------------------------------------------------------------------
 
 def cmd_runs(args):
-    from .core.history import UnknownRunError
+    from ..core.history import UnknownRunError
 
     action = getattr(args, "runs_action", None)
     try:
@@ -110,7 +104,7 @@ def cmd_runs(args):
         if action == "delete":
             return _delete(args)
     except UnknownRunError as exc:
-        return _usage(str(exc))
+        return usage(str(exc))
     return _list(args)
 
 
@@ -122,8 +116,8 @@ def _warn_problems(problems):
 
 
 def _list(args):
-    from .core.history import model_status, runs_dir, scan_runs
-    from .core.names import display_name
+    from ..core.history import model_status, runs_dir, scan_runs
+    from ..core.names import display_name
 
     summaries, problems = scan_runs()
     if args.json:
@@ -149,8 +143,8 @@ def _list(args):
 
 
 def _show(args):
-    from .core.history import load_run, model_status, resolve_run_id
-    from .core.names import display_name
+    from ..core.history import load_run, model_status, resolve_run_id
+    from ..core.names import display_name
 
     run = load_run(resolve_run_id(args.run_id))
     if args.json:
@@ -181,14 +175,9 @@ def _show(args):
         return EXIT_OK
     print(f"  evaluation: accuracy {evaluation['accuracy']:.4f} on {evaluation['num_images']} "
           f"{evaluation['split']} images")
-    print(f"    {'class':24s}{'precision':>10s}{'recall':>10s}{'f1':>10s}{'support':>9s}")
-    for name, row in evaluation.get("per_class", {}).items():
-        print(f"    {name[:24]:24s}{row['precision']:10.3f}{row['recall']:10.3f}{row['f1']:10.3f}"
-              f"{row['support']:9d}")
-    print("    confusion matrix (rows: true, columns: predicted)")
-    for name, row in zip(evaluation.get("class_names", run.class_names),
-                         evaluation.get("confusion_matrix", [])):
-        print(f"      {name[:16]:16s} " + " ".join(f"{v:5d}" for v in row))
+    print_per_class(evaluation.get("per_class", {}), indent="    ")
+    print_confusion_matrix(evaluation.get("class_names", run.class_names),
+                           evaluation.get("confusion_matrix", []), indent="    ")
     wrong = [row for row in evaluation.get("images", []) if row["predicted"] != row["true"]]
     for row in wrong[:_LIST_LIMIT]:
         print(f"    wrong: {row['path']}: {row['true']} -> {row['predicted']} ({row['confidence']:.2f})")
@@ -211,7 +200,7 @@ _METRIC_TITLES = {
 
 
 def _compare(args):
-    from .core.history import compare_runs, resolve_run_id, scan_runs
+    from ..core.history import compare_runs, resolve_run_id, scan_runs
 
     summaries, _problems = scan_runs()
     run_a = resolve_run_id(args.run_a, summaries)
@@ -255,7 +244,7 @@ def _number_text(value):
 
 
 def _delete(args):
-    from .core.history import delete_run_file, load_run, resolve_run_file
+    from ..core.history import delete_run_file, load_run, resolve_run_file
 
     file = resolve_run_file(args.run_id)  # damaged files too: they are listed by name, never as runs
     run_id = file.stem

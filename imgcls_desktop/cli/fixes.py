@@ -2,7 +2,7 @@
 
 A thin shell over :mod:`core.data_fixes`. :func:`add_commands` registers the verbs on
 ``imgcls``'s sub-parsers; :data:`COMMANDS` maps each verb to its function, which returns the
-exit status (0 done; 3 done but some inputs failed; 2 usage error; 1 nothing could be done).
+exit status (see :mod:`._common`).
 
 Warnings about the journal (lines skipped, entries refused) are logged by core on every
 read; :func:`_printing_journal_warnings` prints each distinct one once per command, on
@@ -15,9 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .core.names import display_name
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+from ..core.names import display_name
+from ._common import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, usage
 
 
 def add_commands(subparsers, common_parent):
@@ -46,11 +45,6 @@ def add_commands(subparsers, common_parent):
 
     p = subparsers.add_parser("journal", parents=[common_parent], help="list the moves made in a dataset")
     p.add_argument("dataset", type=Path)
-
-
-def _usage(message):
-    print(f"imgcls: error: {display_name(message)}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 class _OncePerMessage(logging.Handler):
@@ -89,15 +83,15 @@ def _describe(entry):
 
 
 def cmd_move(args):
-    from .core import data_fixes
-    from .core.errors import ImgclsError
+    from ..core import data_fixes
+    from ..core.errors import ImgclsError
 
     if args.reason and not args.quarantine:
-        return _usage("--reason goes with --quarantine")
+        return usage("--reason goes with --quarantine")
     classes = data_fixes.dataset_class_names(args.dataset)  # a missing dataset: one line, not one per image
     if args.class_name is not None:
         if args.class_name not in classes:
-            return _usage(f"--to {args.class_name!r} is not a class of {args.dataset}; its classes are: "
+            return usage(f"--to {args.class_name!r} is not a class of {args.dataset}; its classes are: "
                           f"{', '.join(classes) or 'none'}")
     moved, errors = [], []
     for image in args.images:
@@ -124,11 +118,11 @@ def cmd_move(args):
 
 
 def cmd_undo(args):
-    from .core import data_fixes
-    from .core.errors import ImgclsError
+    from ..core import data_fixes
+    from ..core.errors import ImgclsError
 
     if args.steps < 1:
-        return _usage(f"--steps must be at least 1 (got {args.steps})")
+        return usage(f"--steps must be at least 1 (got {args.steps})")
     undone, error = [], None
     for _ in range(args.steps):
         try:
@@ -157,7 +151,7 @@ def cmd_undo(args):
 
 
 def cmd_journal(args):
-    from .core import data_fixes
+    from ..core import data_fixes
 
     entries = data_fixes.journal_entries(args.dataset)
     undoable = len(data_fixes.undoable_entries(args.dataset))

@@ -1,16 +1,17 @@
 """The ``explain``, ``robustness`` and ``doctor`` verbs of ``imgcls`` (a thin shell over core).
 
 :func:`add_commands` registers them on ``imgcls``'s sub-parsers; :data:`COMMANDS` maps each
-verb to its function, which returns the exit status (0 done; 3 done but some inputs failed;
-2 usage error; 1 nothing could be done). Errors are core ``ImgclsError`` subclasses, which
-``imgcls``'s ``main`` prints as one line.
+verb to its function, which returns the exit status (see :mod:`._common`). Errors are core
+``ImgclsError`` subclasses, which ``imgcls``'s ``main`` prints as one line.
 """
 
 import json
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+from ..core.defaults import DEFAULT_SEED
+from ._common import EXIT_OK, EXIT_PARTIAL, ProgressBar, load_with_warnings, usage
+
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -48,40 +49,25 @@ def add_commands(subparsers, common_parent):
                         "prediction strongly disagrees with their folder (takes minutes)")
     p.add_argument("--folds", type=int, default=3, help="folds for --mislabels (default 3)")
     p.add_argument("--epochs", type=int, default=10, help="epochs per fold for --mislabels (default 10)")
-    p.add_argument("--seed", type=int, default=1337, help="seed of the folds and models for --mislabels")
-
-
-def _usage(message):
-    print(f"imgcls: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def load_with_warnings(path):
-    """Load a model file for a command; its warnings go to stderr (shared with cli.py)."""
-    from .core.model_io import load_model
-
-    loaded = load_model(path)
-    for warning in loaded.warnings:
-        print(f"imgcls: warning: {warning}", file=sys.stderr)
-    return loaded
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the folds and models for --mislabels")
 
 
 def cmd_explain(args):
     from PIL import Image
 
-    from .core.explain import explain, overlay_for_display
+    from ..core.explain import explain, overlay_for_display
 
     if args.out.suffix.lower() not in _IMAGE_SUFFIXES:
-        return _usage(f"--out must be an image file name ending in .png or .jpg (got {args.out.name})")
+        return usage(f"--out must be an image file name ending in .png or .jpg (got {args.out.name})")
     if not 0.0 <= args.alpha <= 1.0:
-        return _usage(f"--alpha must be between 0 and 1 (got {args.alpha})")
+        return usage(f"--alpha must be between 0 and 1 (got {args.alpha})")
     if not args.out.parent.is_dir():
-        return _usage(f"cannot write {args.out}: the folder {args.out.parent} does not exist")
+        return usage(f"cannot write {args.out}: the folder {args.out.parent} does not exist")
     loaded = load_with_warnings(args.model)
     class_index = None
     if args.class_name is not None:
         if args.class_name not in loaded.class_names:
-            return _usage(f"--class {args.class_name!r} is not one of the model's classes: "
+            return usage(f"--class {args.class_name!r} is not one of the model's classes: "
                           f"{', '.join(loaded.class_names)}")
         class_index = loaded.class_names.index(args.class_name)
     explanation = explain(loaded, args.image, class_index)
@@ -114,7 +100,7 @@ def cmd_explain(args):
 
 
 def _split_items(scan, split):
-    from .core.errors import DatasetError
+    from ..core.errors import DatasetError
 
     if split is None:
         split = scan.evaluation_split_name() or scan.training_split_name()
@@ -127,11 +113,11 @@ def _split_items(scan, split):
 
 
 def cmd_robustness(args):
-    from .core.dataset import scan_dataset
-    from .core.robustness import format_table, robustness_figure, robustness_report
+    from ..core.dataset import scan_dataset
+    from ..core.robustness import format_table, robustness_figure, robustness_report
 
     if args.chart is not None and args.chart.suffix.lower() not in (".png", ".svg", ".pdf"):
-        return _usage(f"--chart must end in .png, .svg or .pdf (got {args.chart.name})")
+        return usage(f"--chart must end in .png, .svg or .pdf (got {args.chart.name})")
     loaded = load_with_warnings(args.model)
     scan = scan_dataset(args.dataset)
     split, items = _split_items(scan, args.split)
@@ -161,17 +147,16 @@ def doctor_document(scan, threshold=4, mislabels=None, show_progress=False):
         mislabels: None, or ``{"folds", "epochs", "seed"}`` to run the mislabel search.
         show_progress: Draw a progress bar on stderr (a terminal only).
     """
-    from .cli import _ProgressBar
-    from .core.doctor import doctor_report
+    from ..core.doctor import doctor_report
 
-    bar = _ProgressBar(show_progress)
+    bar = ProgressBar(show_progress)
     report = doctor_report(scan, threshold=threshold,
                            on_progress=lambda d, t: bar.show(d / max(t, 1), f"hashing {d}/{t} images"))
     bar.done()
     report["root"] = str(scan.root)
     report["problems"] = [{"path": p.path, "reason": p.reason} for p in scan.problems]
     if mislabels is not None:
-        from .core.mislabels import find_mislabels
+        from ..core.mislabels import find_mislabels
 
         def on_progress(done, total):
             epochs = mislabels["epochs"]
@@ -179,7 +164,7 @@ def doctor_document(scan, threshold=4, mislabels=None, show_progress=False):
             search_bar.show(done / max(total, 1), f"mislabels: fold {fold}/{mislabels['folds']}, "
                                                   f"epoch {done - (fold - 1) * epochs}/{epochs}")
 
-        search_bar = _ProgressBar(show_progress)
+        search_bar = ProgressBar(show_progress)
         suspects = find_mislabels(scan, folds=mislabels["folds"], epochs=mislabels["epochs"],
                                   seed=mislabels["seed"], on_progress=on_progress)
         search_bar.done()
@@ -222,14 +207,14 @@ def print_doctor(report, text=True):
 
 
 def cmd_doctor(args):
-    from .core.dataset import scan_dataset
+    from ..core.dataset import scan_dataset
 
     if not 0 <= args.threshold <= 32:
-        return _usage(f"--threshold must be between 0 and 32 (got {args.threshold})")
+        return usage(f"--threshold must be between 0 and 32 (got {args.threshold})")
     if args.mislabels and args.folds < 2:
-        return _usage(f"--folds must be at least 2 (got {args.folds})")
+        return usage(f"--folds must be at least 2 (got {args.folds})")
     if args.mislabels and args.epochs < 1:
-        return _usage(f"--epochs must be at least 1 (got {args.epochs})")
+        return usage(f"--epochs must be at least 1 (got {args.epochs})")
     scan = scan_dataset(args.dataset)
     search = {"folds": args.folds, "epochs": args.epochs, "seed": args.seed} if args.mislabels else None
     report = doctor_document(scan, args.threshold, search, show_progress=not args.json)
