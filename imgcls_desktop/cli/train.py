@@ -4,6 +4,7 @@ import contextlib
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 
 from . import history
@@ -79,6 +80,8 @@ def _parse_augment(text, default):
 def cmd_train(args):
     from ..core.output_files import check_output_writable, output_lock
 
+    started_at = time.monotonic()  # --time-budget counts from here to the saved model
+
     plan = None  # one machine: training makes its plan; multi-worker: first, before any TF op
     if getattr(args, "distribute", "auto") == "multi-worker":
         plan = _distribution_plan(args)
@@ -88,11 +91,12 @@ def cmd_train(args):
     if out.suffix.lower() != ".keras":
         raise UsageError(f"--out must end in .keras (got {out.name})")
     if out.exists() and not args.force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it (it is only replaced once the new model is complete)")
+        raise UsageError(f"{out} exists; pass --force to overwrite it (it is only replaced once the new model "
+                         "is complete)")
     _check_settings(args)  # before the folder is scanned; core checks them again
     check_output_writable(out)  # a missing or read-only folder is refused before any epoch
     with output_lock(out):  # one run writes --out at a time, until its run is recorded
-        return _train_into(args, out, plan)
+        return _train_into(args, out, plan, started_at)
 
 
 def _distribution_plan(args):
@@ -169,8 +173,9 @@ def _check_run(config, scan=None):
         raise UsageError(str(exc)) from None
 
 
-def _train_into(args, out, plan=None):
+def _train_into(args, out, plan=None, started_at=None):
     """``imgcls train`` once its settings are checked and ``--out`` is locked."""
+    started_at = time.monotonic() if started_at is None else started_at
     from ..core.dataset import scan_dataset
     from ..core.history import assign_run_id
     from ..core.model_io import save_model
@@ -238,7 +243,7 @@ def _train_into(args, out, plan=None):
     stop_event = threading.Event()
     try:
         with _watching_peers(plan, out):
-            result = train(scan, config, on_progress=on_progress, stop_event=stop_event)
+            result = train(scan, config, on_progress=on_progress, stop_event=stop_event, started_at=started_at)
     except KeyboardInterrupt:
         stop_event.set()
         raise
@@ -255,7 +260,7 @@ def _train_into(args, out, plan=None):
         best = result.best_val_accuracy
         print(f"Saved {shown(out)} (best epoch {result.best_epoch} of {result.epochs_run}"
               + (f", validation accuracy {best:.3f}" if best is not None else "")
-              + f", {result.seconds:.0f} s, {result.stop_reason})")
+              + f", {time.monotonic() - started_at:.0f} s, {result.stop_reason})")
         history.print_recorded(args, run)
     for path, reason in result.skipped_files:
         print(f"imgcls: skipped {shown(path)}: {shown(reason)}", file=sys.stderr)

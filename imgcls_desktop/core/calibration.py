@@ -151,7 +151,13 @@ def logits_model(model):
     except ValueError:
         return None
     keras = keras_module()
-    return keras.Model(single_input(model), layer.output, name=f"{model.name}_logits")
+    try:
+        return keras.Model(single_input(model), layer.output, name=f"{model.name}_logits")
+    except ValueError:  # a head whose layers were first called in the full model (see ood)
+        from .ood import feature_model
+
+        both = feature_model(model)
+        return keras.Model(both.inputs, both.outputs[1], name=f"{model.name}_logits")
 
 
 def single_input(model):

@@ -51,7 +51,32 @@ def feature_model(model):
     except ValueError:
         return None
     keras = keras_module()
-    return keras.Model(single_input(model), [layer.input, layer.output], name=f"{model.name}_features")
+    try:
+        return keras.Model(single_input(model), [layer.input, layer.output], name=f"{model.name}_features")
+    except ValueError:
+        return _replayed_chain(model)
+
+
+def _replayed_chain(model):
+    """``feature_model`` of a chain of layers first called in another model's graph.
+
+    A transfer model's head, trained on stored features, shares its layers with the full
+    model, where they were first called: their ``input`` is the full model's tensor, not
+    connected to the head's input. Calling the layers again on a new input gives a model
+    with the same weights and a graph of its own.
+    """
+    from .backend import keras_module
+
+    keras = keras_module()
+    inputs = keras.Input(model.inputs[0].shape[1:])
+    x = inputs
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if layer.name == "logits":
+            return keras.Model(inputs, [x, layer(x)], name=f"{model.name}_features")
+        x = layer(x)
+    return None
 
 
 def compute_features(model, images, batch_size=64, tta=None):

@@ -102,7 +102,7 @@ def test_batchnorm_biases_take_the_scaled_learning_rate():
     import dataclasses
 
     from imgcls_desktop.core.models import PRESETS, build_fast_cnn
-    from imgcls_desktop.core.training import _optimizer
+    from imgcls_desktop.core.fit_loop import optimizer
 
     keras = keras_module()
     rng = np.random.default_rng(0)
@@ -113,7 +113,7 @@ def test_batchnorm_biases_take_the_scaled_learning_rate():
         keras.utils.set_random_seed(1)
         model = build_fast_cnn(3, 32)
         preset = dataclasses.replace(PRESETS["fast_cnn"], bias_lr_scale=scale, weight_decay=0.0)
-        model.compile(optimizer=_optimizer(keras, preset, 0.01), loss="categorical_crossentropy")
+        model.compile(optimizer=optimizer(preset, 0.01), loss="categorical_crossentropy")
         before = {v.path: np.array(v.numpy()) for v in model.trainable_variables}
         model.train_on_batch(x, y)
         changes[scale] = {v.path: np.abs(np.array(v.numpy()) - before[v.path]).sum()
@@ -128,10 +128,14 @@ def test_batchnorm_biases_take_the_scaled_learning_rate():
 def test_learning_rate_follows_the_presets_schedule():
     from types import SimpleNamespace
 
-    from imgcls_desktop.core.training import _Run
+    from imgcls_desktop.core.fit_loop import FitRun, Phase
+    from imgcls_desktop.core.job_clock import JobClock
 
-    config = SimpleNamespace(learning_rate=2.0, time_budget=None, epochs=10)
-    run = _Run(None, config, 10, 32, None, None, has_validation=False, schedule=(0.2, 0.25, 0.05))
+    config = SimpleNamespace(learning_rate=2.0, epochs=10)
+    preset = SimpleNamespace(schedule=(0.2, 0.25, 0.05), keep_last_epoch=False)
+    phase = Phase(config=config, preset=preset, augmentation=None, class_weight=None, clock=JobClock(),
+                  after_fit=lambda run: 0.0)
+    run = FitRun(None, phase, 10, 32, has_validation=False)
     assert run.learning_rate(0.0) == pytest.approx(0.4)
     assert run.learning_rate(0.125) == pytest.approx(1.2)
     assert run.learning_rate(0.25) == pytest.approx(2.0)

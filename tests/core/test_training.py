@@ -73,20 +73,20 @@ def test_same_seed_gives_same_split_and_weights(shapes_dataset):
 @pytest.mark.parametrize("preset", ["tutorial_cnn", "small_cnn", "fast_cnn"])
 def test_the_best_epochs_weights_are_kept_not_the_last(shapes_dataset, monkeypatch, preset):
     """README: the best weights are kept (every from-scratch preset)."""
-    from imgcls_desktop.core import training
+    from imgcls_desktop.core import fit_loop
 
     # Epoch 2 is reported best and epoch 3 worst, whatever the model really did: what is
     # under test is which weights come back.
     reported = {1: 0.5, 2: 0.9, 3: 0.1}
     weights_at = {}
-    real_epoch_ended = training._Run.epoch_ended
+    real_epoch_ended = fit_loop.FitRun.epoch_ended
 
     def epoch_ended(run, epoch, logs):
         logs = {**logs, "val_accuracy": reported[run.epoch]}
         weights_at[run.epoch] = [np.array(w) for w in run.model.get_weights()]
         return real_epoch_ended(run, epoch, logs)
 
-    monkeypatch.setattr(training._Run, "epoch_ended", epoch_ended)
+    monkeypatch.setattr(fit_loop.FitRun, "epoch_ended", epoch_ended)
     result = train(shapes_dataset, TrainingConfig(preset=preset, epochs=3, seed=1, early_stopping_patience=None))
     assert result.epochs_run == 3 and result.best_epoch == 2
     assert result.best_val_accuracy == pytest.approx(0.9)
@@ -121,16 +121,66 @@ def test_nan_loss_stops_with_a_clear_message(shapes_dataset):
 
 
 def test_time_budget_stops_at_the_budget(shapes_dataset, batch_clock):
-    # One second per batch (batch_clock): the budget ends after batch 4, on any machine.
+    # One second per batch (batch_clock): the fit's share of the budget ends after batch 4,
+    # on any machine; the rest is set aside for calibration and the save.
+    from imgcls_desktop.core.job_clock import AFTER_FIT_FIXED_SECONDS
+
     batches = []
-    result = train(shapes_dataset, TrainingConfig(preset="tutorial_cnn", time_budget=4, batch_size=8, seed=2),
+    config = TrainingConfig(preset="tutorial_cnn", time_budget=AFTER_FIT_FIXED_SECONDS + 4, batch_size=8, seed=2,
+                            validation_split=0.0)  # no calibration pass to plan for
+    result = train(shapes_dataset, config,
                    on_progress=lambda event: batches.append(event) if event.kind == "batch" else None)
     assert result.stop_reason == "time budget reached"
     assert len(batches) == 4 and result.epochs_run == 1  # 7 steps in an epoch
     assert [round(event.fraction_done, 6) for event in batches] == [0.25, 0.5, 0.75, 1.0]
+    # The ETA is the job's: at the last batch, the time set aside for what follows the fit.
+    assert batches[-1].seconds_left == pytest.approx(AFTER_FIT_FIXED_SECONDS)
     # The learning rate schedule is fitted to the budget: it ends near zero.
     peak = result.metadata["training"]["config"]["learning_rate"]
     assert result.history["learning_rate"][-1] < 0.2 * peak
+    assert result.metadata["training"]["timings"]["fit"] == pytest.approx(4.0)
+
+
+def test_time_budget_counts_from_when_the_job_started(shapes_dataset, batch_clock):
+    # The user pressed Train 2 s before train() was called (the window handing the job to
+    # the engine, say), and reading the images took 1 s more: of a budget of 3 s after the
+    # fit + 6 s, 3 are left for batches.
+    from imgcls_desktop.core.job_clock import AFTER_FIT_FIXED_SECONDS
+
+    batch_clock.now = 100.0
+    decoding = []
+
+    def on_progress(event):
+        if event.kind == "decode" and not decoding:
+            decoding.append(event)
+            batch_clock.now += 1.0
+
+    config = TrainingConfig(preset="tutorial_cnn", time_budget=AFTER_FIT_FIXED_SECONDS + 6, batch_size=8, seed=2,
+                            validation_split=0.0)
+    result = train(shapes_dataset, config, on_progress=on_progress, started_at=98.0)
+    assert decoding and result.stop_reason == "time budget reached"
+    assert result.metadata["training"]["images_seen"] == 3 * 8
+    timings = result.metadata["training"]["timings"]
+    assert timings["before_fit"] == pytest.approx(3.0) and timings["fit"] == pytest.approx(3.0)
+
+
+def test_calibration_time_is_planned_from_the_validation_pass(shapes_dataset):
+    # Calibration runs every validation image through each TTA view: the plan multiplies the
+    # measured validation time by the views, and adds the fixed costs and the save.
+    from types import SimpleNamespace
+
+    from imgcls_desktop.core.job_clock import AFTER_FIT_FIXED_SECONDS, save_seconds
+    from imgcls_desktop.core.training import _AfterFit
+
+    plan = _AfterFit(num_val=100, views=6, parameters=1_000_000, backbone_rate=None, calibrate_on_features=False)
+    run = SimpleNamespace(validation_seconds=0.5, start=0.0, total_steps_done=0, batch_size=8)
+    assert plan(run) == pytest.approx(AFTER_FIT_FIXED_SECONDS + save_seconds(1_000_000) + 6 * 0.5)
+    # A fine-tuned transfer model is calibrated through its backbone, at the backbone's rate.
+    tuned = _AfterFit(num_val=100, views=1, parameters=0, backbone_rate=50.0, calibrate_on_features=False)
+    assert tuned(run) == pytest.approx(AFTER_FIT_FIXED_SECONDS + 100 / 50.0)
+    # A head calibrated on stored features costs what its validation pass cost.
+    head = _AfterFit(num_val=100, views=1, parameters=0, backbone_rate=50.0, calibrate_on_features=True)
+    assert head(run) == pytest.approx(AFTER_FIT_FIXED_SECONDS + 0.5)
 
 
 def test_refuses_a_single_class(tmp_path):
@@ -159,3 +209,24 @@ def test_unset_batch_size_and_learning_rate_adapt(shapes_dataset):
                                                   learning_rate=0.01))
     assert chosen.metadata["training"]["config"]["batch_size"] == 32
     assert chosen.metadata["training"]["config"]["learning_rate"] == 0.01
+
+
+def test_a_heads_calibration_on_stored_features_is_the_full_models():
+    # Transfer models are calibrated on the validation images' stored features, through the
+    # head alone: it must give what the backbone and head together give on the images.
+    from imgcls_desktop.core.backend import keras_module
+    from imgcls_desktop.core.calibration import calibrate
+    from imgcls_desktop.core.head_features import head_features
+    from imgcls_desktop.core.models import build_model
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (24, 64, 64, 3)).astype(np.uint8)
+    labels = np.arange(24) % 3
+    keras_module().utils.set_random_seed(3)
+    model = build_model("efficientnet_lite0", 3, 64, weights=None)
+    features = head_features(model, images[:4], labels[:4], images, flip=False)
+    on_features = calibrate(features.head, features.val_x, labels)
+    on_images = calibrate(model, images, labels)
+    assert on_features["temperature"] == pytest.approx(on_images["temperature"], rel=1e-3)
+    assert on_features["unknown_threshold"] == pytest.approx(on_images["unknown_threshold"], abs=1e-3)
+    assert features.images_per_second > 0
