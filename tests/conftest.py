@@ -176,7 +176,7 @@ def shared_mislabel_search(monkeypatch):
         calls, suspects = _mislabel_searches[key]
         for done, total in calls:
             if stop_event is not None and stop_event.is_set():
-                raise mislabels.ScanCancelled("mislabel search cancelled")
+                raise mislabels.Cancelled("mislabel search cancelled")
             if on_progress is not None:
                 on_progress(done, total)
         return [dataclasses.replace(suspect, path=str(root / suspect.path)) for suspect in suspects]

@@ -126,9 +126,9 @@ def test_time_budget_is_the_chiefs_and_every_worker_stops_with_it(shapes, tmp_pa
     assert code1 == 0, err1[-2000:]  # it left fit at the chief's step, not blocked in an all-reduce
     summary = json.loads(out0)
     assert summary["epochs_run"] >= 1
-    from imgcls_desktop.core.model_io import read_metadata
+    from imgcls_desktop.core.model_io import check_model_file
 
-    assert read_metadata(out)["training"]["stop_reason"] == "time budget reached"
+    assert check_model_file(out)[1]["training"]["stop_reason"] == "time budget reached"
 
 
 @pytest.mark.timeout(200)

@@ -37,7 +37,8 @@ def add_commands(subparsers, common_parent):
     p.add_argument("dataset", type=Path)
     p.add_argument("--chart", type=Path, help="also write a bar chart (PNG) to this file")
     p.add_argument("--split", choices=["train", "val", "test", "all"],
-                   help="split to use (default: test, else val, else all images)")
+                   help="split to use (default: the images 'imgcls evaluate' uses: test, else the "
+                        "model's validation files, else val, else all images)")
 
     p = subparsers.add_parser("doctor", parents=[common_parent],
                               help="near-duplicates, train/test leakage, class imbalance, likely mislabels")
@@ -99,11 +100,16 @@ def cmd_explain(args):
     return EXIT_OK
 
 
-def _split_items(scan, split):
+def _split_items(scan, split, metadata):
+    """``--split``'s images, or by default those ``imgcls evaluate`` and the window evaluate on."""
     from ..core.errors import DatasetError
+    from ..core.evaluation import evaluation_items
 
     if split is None:
-        split = scan.evaluation_split_name() or scan.training_split_name()
+        items, split, reason = evaluation_items(scan, metadata)
+        if not items:
+            raise DatasetError(reason)
+        return split, items
     if split not in scan.splits:
         raise DatasetError(f"{scan.root} has no '{split}' split; it has: {', '.join(scan.splits)}.")
     items = scan.splits[split]
@@ -120,7 +126,7 @@ def cmd_robustness(args):
         return usage(f"--chart must end in .png, .svg or .pdf (got {args.chart.name})")
     loaded = load_with_warnings(args.model)
     scan = scan_dataset(args.dataset)
-    split, items = _split_items(scan, args.split)
+    split, items = _split_items(scan, args.split, loaded.metadata)
     report = robustness_report(loaded, items, scan.class_names)
     report["split"] = split
     if args.chart is not None:

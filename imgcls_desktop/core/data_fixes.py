@@ -30,14 +30,15 @@ import os
 import shutil
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from .dataset import SPLIT_FOLDER_KEYS, find_class_folders
 from .errors import DatasetError, ImageError
 from .images import SUPPORTED_EXTENSIONS, is_ignored_name
-from .model_io import fsync_folder
 from .names import display_name, json_text
+from .output_files import fsync_folder
 
 log = logging.getLogger("imgcls.journal")
 
@@ -71,9 +72,17 @@ def _root(root):
     return root
 
 
-def _relative(root, path):
-    """``path`` as a POSIX path relative to ``root``; resolved against the root when it is
-    not found as given (so paths printed by ``imgcls journal`` work too)."""
+def _locate_in_dataset(root, path):
+    """Find the image ``path`` (as given, or relative to ``root``, so paths printed by
+    ``imgcls journal`` work too) and check it is inside the dataset.
+
+    Returns:
+        ``(absolute path, PurePosixPath relative to root)``; the same relative path as
+        :func:`paths.relative_posix`, except that a link on one side is followed.
+
+    Raises:
+        ImageError: the file is missing or outside ``root``.
+    """
     given = Path(path)
     candidate = Path(os.path.abspath(given))
     if not os.path.lexists(candidate):
@@ -114,7 +123,7 @@ def dataset_class_names(root) -> list[str]:
 
 def _locate(root, path):
     """``(absolute path, relative path, split folder or "", class name)`` of a dataset image."""
-    absolute, relative = _relative(root, path)
+    absolute, relative = _locate_in_dataset(root, path)
     parts = relative.parts
     if any(is_ignored_name(part) for part in parts):
         raise ImageError(path, f"is in a hidden or ignored folder of {root} (quarantine is "
@@ -158,7 +167,7 @@ def _free_name(folder, name):
 # -- the journal ------------------------------------------------------------------------
 
 def _now():
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _linked_state(root):
@@ -420,6 +429,7 @@ def _locked(root):
         raise DatasetError(f"Cannot write the move journal in {folder}: {exc.strerror or exc}. "
                            "Moving images needs a dataset folder you can write to.") from None
     with _process_lock, handle:
+        fcntl: Any
         try:
             import fcntl
         except ImportError:  # Windows: the process lock alone

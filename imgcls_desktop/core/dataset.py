@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DatasetError, ImageError, ImgclsError
+from .defaults import DEFAULT_SEED
+from .errors import Cancelled, DatasetError, ImageError
 from .images import SUPPORTED_EXTENSIONS, is_ignored_name, validate_image
 from .parallel import map_in_order
+from .paths import relative_posix
 
 # Files are checked with JPEG draft decoding at this size (see images.open_image).
 VALIDATION_DRAFT_SIZE = 64
@@ -109,7 +111,7 @@ class DatasetScan:
                     size, mtime = stat.st_size, stat.st_mtime_ns
                 except OSError:
                     size, mtime = -1, -1
-                entries.append((_relative(item.path, self.root), item.label, size, mtime))
+                entries.append((relative_posix(item.path, self.root), item.label, size, mtime))
         for relative, label, size, mtime in sorted(entries):
             digest.update(f"\n{relative}\0{label}\0{size}\0{mtime}".encode("utf-8", "surrogatepass"))
         return digest.hexdigest()
@@ -163,23 +165,13 @@ class DatasetScan:
         }
 
 
-class ScanCancelled(ImgclsError):
-    """The scan was stopped through its ``stop_event``."""
-
-    def __init__(self, message="dataset scan cancelled"):
-        super().__init__(message)
-
-
-def _relative(path, root):
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return Path(path).as_posix()
+# The window and the engine process still catch the scan's cancellation by this name.
+ScanCancelled = Cancelled
 
 
 def _check_stop(stop_event):
     if stop_event is not None and stop_event.is_set():
-        raise ScanCancelled()
+        raise Cancelled("dataset scan cancelled")
 
 
 def _dir_key(path):
@@ -275,13 +267,13 @@ def _hash_file(path):
 
 def _find_duplicates(paths, stop_event):
     # Only files sharing a size can be identical, so most files are never read twice.
-    by_size = {}
+    by_size: dict[int, list[Path]] = {}
     for path in paths:
         try:
             by_size.setdefault(os.stat(path).st_size, []).append(path)
         except OSError:
             continue
-    by_hash = {}
+    by_hash: dict[str, list[str]] = {}
     for same_size in by_size.values():
         if len(same_size) < 2:
             continue
@@ -304,7 +296,7 @@ def _find_class_folders(root, visited, problems):
     top_folders = _read_folder(root, visited, problems, "a class folder")
     if not any(folder.name.lower() == "train" for folder in top_folders):
         return {"all": [root]}, {"all": top_folders}
-    split_folders = {}
+    split_folders: dict[str, list[Path]] = {}
     for folder in top_folders:
         key = SPLIT_FOLDER_KEYS.get(folder.name.lower())
         if key is None:
@@ -345,14 +337,14 @@ def scan_dataset(root, *, validate=True, find_duplicates=True, on_progress=None,
         find_duplicates: Report groups of byte-identical images.
         on_progress: Optional ``callable(done, total)`` called as files are checked
             (at most about every 1% or 50 files, and once at the end).
-        stop_event: Optional ``threading.Event``; when set, the scan raises :class:`ScanCancelled`.
+        stop_event: Optional ``threading.Event``; when set, the scan raises :class:`errors.Cancelled`.
 
     Returns:
         A :class:`DatasetScan`.
 
     Raises:
         DatasetError: ``root`` is missing, not a folder, or holds no class folders.
-        ScanCancelled: ``stop_event`` was set.
+        Cancelled: ``stop_event`` was set.
     """
     root = Path(root)
     if not root.exists():
@@ -361,7 +353,7 @@ def scan_dataset(root, *, validate=True, find_duplicates=True, on_progress=None,
         raise DatasetError(f"{root} is a file, not a folder. Choose a folder holding {EXPECTED_LAYOUT}.")
     _check_stop(stop_event)
 
-    problems = []
+    problems: list[Problem] = []
     visited = {_dir_key(root)}
     split_folders, class_folders = _find_class_folders(root, visited, problems)
     is_split = "all" not in split_folders
@@ -385,7 +377,7 @@ def scan_dataset(root, *, validate=True, find_duplicates=True, on_progress=None,
                 else:
                     candidates.append((split, label_of[class_folder.name], path))
 
-    splits = {split: [] for split in class_folders}
+    splits: dict[str, list[ImageItem]] = {split: [] for split in class_folders}
     total = len(candidates)
     step = max(1, min(50, total // 100))
     if on_progress is not None:
@@ -426,7 +418,7 @@ def case_collisions(class_names) -> list[str]:
     Linux keeps them apart; Windows and macOS (case-insensitive file systems) make them one
     folder, so the dataset changes meaning when it is copied there.
     """
-    groups = {}
+    groups: dict[str, list[str]] = {}
     for name in class_names:
         groups.setdefault(name.casefold(), []).append(name)
     return [f"Class folders {' and '.join(repr(name) for name in sorted(group))} differ only in letter case: "
@@ -475,7 +467,7 @@ def check_trainable(scan: DatasetScan) -> None:
 
 
 def split_train_validation(scan: DatasetScan, validation_split=0.2,
-                           seed=1337) -> tuple[list[ImageItem], list[ImageItem]]:
+                           seed=DEFAULT_SEED) -> tuple[list[ImageItem], list[ImageItem]]:
     """Split the training images into training and validation lists.
 
     A ``val`` split folder, when present, is used as-is and ``validation_split`` is
@@ -519,7 +511,7 @@ def split_train_validation(scan: DatasetScan, validation_split=0.2,
         return train_items, []
 
     rng = np.random.default_rng(seed)
-    held_out = set()
+    held_out: set[int] = set()
     for label, name in enumerate(scan.class_names):
         indices = [index for index, item in enumerate(train_items) if item.label == label]
         count = len(indices)

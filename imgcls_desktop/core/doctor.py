@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image, ImageOps
 
-from .dataset import ScanCancelled
+from .errors import Cancelled
 from .images import ALLOWED_FORMATS, MAX_PIXELS
 
 DEFAULT_THRESHOLD = 4
@@ -42,7 +42,8 @@ _BIT_WEIGHTS = (np.uint64(1) << np.arange(64, dtype=np.uint64))
 
 def thumbnail(path):
     """The 32x32 grey thumbnail a hash is computed from (float32)."""
-    with Image.open(path, formats=[name for name in ALLOWED_FORMATS if name != "MPO"]) as image:
+    with Image.open(path, formats=[name for name in ALLOWED_FORMATS if name != "MPO"]) as opened:
+        image: Image.Image = opened
         width, height = image.size
         if width * height > MAX_PIXELS:
             raise OSError(f"image is too large ({width} x {height} pixels)")
@@ -94,7 +95,7 @@ def close_pairs(hashes, threshold=DEFAULT_THRESHOLD, stop_event=None):
     count = len(hashes)
     for start in range(0, count, _BLOCK):
         if stop_event is not None and stop_event.is_set():
-            raise ScanCancelled("dataset doctor cancelled")
+            raise Cancelled("dataset doctor cancelled")
         block = hashes[start:start + _BLOCK]
         rest = hashes[start:]
         distances = _popcount(block[:, None] ^ rest[None, :])
@@ -118,7 +119,7 @@ def _groups(count, pairs):
         root_i, root_j = find(i), find(j)
         if root_i != root_j:
             parent[max(root_i, root_j)] = min(root_i, root_j)
-    members = {}
+    members: dict[int, set] = {}
     for i, j, _distance in pairs:
         members.setdefault(find(i), set()).update((i, j))
     return [sorted(group) for group in members.values()]
@@ -178,7 +179,7 @@ def _hash_all(paths, on_progress, stop_event, workers):
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for done, (index, thumb, error) in enumerate(pool.map(work, range(len(paths))), start=1):
             if stop_event is not None and stop_event.is_set():
-                raise ScanCancelled("dataset doctor cancelled")
+                raise Cancelled("dataset doctor cancelled")
             if thumb is None:
                 errors.append({"path": str(paths[index]), "reason": error})
             else:
@@ -200,7 +201,7 @@ def doctor_report(scan, on_progress=None, stop_event=None, threshold=DEFAULT_THR
     Args:
         scan: The scan to examine (its usable images).
         on_progress: Optional ``callable(done, total)`` while images are hashed.
-        stop_event: Optional ``threading.Event``; when set, raises :class:`dataset.ScanCancelled`.
+        stop_event: Optional ``threading.Event``; when set, raises :class:`errors.Cancelled`.
         threshold: Largest Hamming distance (of 64 bits) between near-duplicates.
         workers: Decoding threads (default: the CPU count, at most 8).
 

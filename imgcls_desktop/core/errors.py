@@ -1,4 +1,7 @@
-"""The exceptions core raises. Each message says what happened, to which file, and what to do."""
+"""The exceptions core raises. Each message says what happened, to which file, and what to do.
+
+Every exception class of core is defined here, so a front end catches them from one place.
+"""
 
 
 class ImgclsError(Exception):
@@ -28,3 +31,39 @@ class TrainingError(ImgclsError):
 
 class WeightsUnavailableError(ImgclsError):
     """Pretrained backbone weights could not be downloaded or read."""
+
+
+class Cancelled(ImgclsError):
+    """Work was stopped through its ``stop_event`` (a scan, decoding, a check, a search)."""
+
+    def __init__(self, message="cancelled"):
+        super().__init__(message)
+
+
+class HistoryError(ImgclsError):
+    """A run file cannot be read or written; the message names the file."""
+
+
+class UnknownRunError(HistoryError):
+    """No run has the id the user gave."""
+
+
+class RunFileError(HistoryError):
+    """One run file is unreadable, not JSON, not a run, or holds another run."""
+
+    def __init__(self, file, reason):
+        self.reason = reason
+        super().__init__(f"The run file {file} {reason}; delete it (imgcls runs delete) "
+                         "or move it out of the runs folder.")
+
+
+class ExportError(ImgclsError):
+    """A model could not be exported, or the export does not behave like the model."""
+
+
+class OutputFileError(ImgclsError):
+    """An output file cannot be written (missing or read-only folder, another writer)."""
+
+
+class SettingsError(ImgclsError, ValueError):
+    """Saved settings cannot be used: a value has the wrong type or is out of range."""

@@ -1,12 +1,94 @@
-"""Accuracy, per-class precision/recall/F1, the confusion matrix and the misclassified images."""
+"""Which images to evaluate a model on; accuracy, per-class precision/recall/F1, the
+confusion matrix and the misclassified images."""
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .dataset import scan_dataset
 from .errors import DatasetError
 from .inference import Predictor
+from .paths import relative_posix
+
+
+class EvaluationItems(NamedTuple):
+    """What :func:`evaluation_items` chose: the images, the split's name and why."""
+
+    items: list
+    """The dataset items to evaluate on; empty when nothing is held out."""
+    split: str
+    """``"test"``, ``"val"``, ``"validation"`` (files held out by the seed), ``"all"`` or ``"train"``."""
+    reason: str
+    """One sentence for people: why these images, or why there are none."""
+
+
+def evaluation_items(scan, metadata: dict | None) -> EvaluationItems:
+    """The images to evaluate a model on: the one rule of the window, ``imgcls`` and the history.
+
+    In this order:
+
+    1. the folder's ``test/`` split, when it has images: never seen in training, nor used to
+       pick the best epoch or fit the calibration;
+    2. when the model was trained on this folder (the same folder, or one with the same
+       fingerprint), the validation files its metadata records
+       (``metadata["dataset"]["validation_files"]``, relative POSIX paths), those still
+       in the folder: the ``val/`` folder, or the images held out by the seed. If none is
+       there, the ``val/`` split; without one, nothing is held out and ``items`` is empty
+       (the model was trained on every image);
+    3. otherwise (another folder, such as a separate test folder) the ``val/`` split, else
+       every image (the training split: ``all`` or ``train``).
+
+    A model trained elsewhere never evaluates on just those of this folder's files whose
+    names match its recorded validation files.
+
+    Args:
+        scan: The ``DatasetScan`` of the folder.
+        metadata: The model's metadata (``LoadedModel.metadata`` or
+            ``TrainingResult.metadata``); None or ``{}`` for a model without it.
+
+    Returns:
+        An :class:`EvaluationItems`.
+    """
+    test = scan.splits.get("test")
+    if test:
+        return EvaluationItems(list(test), "test", "the folder's test split")
+    dataset = metadata.get("dataset") if isinstance(metadata, dict) else None
+    dataset = dataset if isinstance(dataset, dict) else {}  # metadata is read from a file: untrusted
+    val_name = "val" if scan.splits.get("val") else None
+    if _trained_on(scan, dataset):
+        wanted = dataset.get("validation_files")
+        wanted = wanted if isinstance(wanted, list) else []
+        by_relative = {relative_posix(item.path, scan.root): item
+                       for items in scan.splits.values() for item in items}
+        recorded = dict.fromkeys(Path(p).as_posix() for p in wanted if isinstance(p, str))
+        chosen = [by_relative[key] for key in recorded if key in by_relative]
+        if chosen:
+            return EvaluationItems(chosen, val_name or "validation",
+                                   "the validation files held out when the model was trained")
+        if not val_name:
+            why = (f"none of the {len(recorded)} validation files the model recorded is in it any more"
+                   if recorded else "the model was trained on every image of it")
+            return EvaluationItems([], "validation", f"{scan.root} has no test split, and {why}: "
+                                                     "nothing is held out to evaluate on.")
+    if val_name:
+        return EvaluationItems(list(scan.splits[val_name]), val_name, "the folder's val split")
+    split = scan.training_split_name()
+    items = list(scan.splits.get(split, []))
+    if not items:
+        return EvaluationItems([], split, f"{scan.root} has no usable images to evaluate on (split '{split}').")
+    return EvaluationItems(items, split, "every image of a folder the model was not trained on")
+
+
+def _trained_on(scan, dataset: dict) -> bool:
+    """Whether the model's dataset metadata names this folder (by path or by fingerprint)."""
+    root = dataset.get("root")
+    if isinstance(root, str) and root and os.path.abspath(root) == os.path.abspath(scan.root):
+        return True
+    fingerprint = dataset.get("fingerprint")
+    return isinstance(fingerprint, str) and bool(fingerprint) and fingerprint == scan.fingerprint()
 
 
 @dataclass
@@ -123,18 +205,18 @@ def evaluate_items(loaded, items, item_class_names, on_progress=None, stop_event
     results = predictor.predict_paths([item.path for item in items], top_k=1,
                                       on_progress=on_progress, stop_event=stop_event)
     label_of = {str(item.path): model_index[item_class_names[item.label]] for item in items}
-    paths, y_true, rows, raw_rows, unknown, errors = [], [], [], [], [], []
+    paths, labels, rows, raw_rows, unknown, errors = [], [], [], [], [], []
     for result in results:
         if not result.ok:
             errors.append((result.path, result.error))
             continue
         paths.append(result.path)
-        y_true.append(label_of[result.path])
+        labels.append(label_of[result.path])
         rows.append(result.probabilities)
         raw_rows.append(result.raw_probabilities)
         unknown.append(result.unknown)
     num_classes = len(loaded.class_names)
-    y_true = np.asarray(y_true, dtype=np.int64)
+    y_true = np.asarray(labels, dtype=np.int64)
     probabilities = np.asarray(rows, dtype=np.float32).reshape(-1, num_classes)
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(matrix, (y_true, probabilities.argmax(axis=1)), 1)
@@ -152,13 +234,26 @@ def _stored_calibration(loaded):
     return dict(calibration) if isinstance(calibration, dict) else None
 
 
-def evaluate_folder(loaded, folder, *, on_progress=None, stop_event=None):
-    """Evaluate on a dataset folder: its ``test/`` (or ``val/``) split, or all of a flat one."""
+def evaluate_folder(loaded, folder, *, on_progress=None, stop_event=None) -> EvaluationReport:
+    """Evaluate on a dataset folder, on the images :func:`evaluation_items` chooses.
+
+    Args:
+        loaded: A ``model_io.LoadedModel``; its metadata decides which images.
+        folder: A dataset folder, or its ``DatasetScan``.
+        on_progress: Optional ``callable(done, total)`` over the images.
+        stop_event: Optional ``threading.Event`` that stops the predictions.
+
+    Returns:
+        An :class:`EvaluationReport`; ``split`` names the images' split, and the scan's
+        problem files are in ``errors``.
+
+    Raises:
+        DatasetError: nothing to evaluate on (the reason says why).
+    """
     scan = folder if hasattr(folder, "splits") else scan_dataset(folder)
-    split = scan.evaluation_split_name() or scan.training_split_name()
-    items = scan.splits.get(split, [])
+    items, split, reason = evaluation_items(scan, loaded.metadata)
     if not items:
-        raise DatasetError(f"{scan.root} has no usable images to evaluate on (split '{split}').")
+        raise DatasetError(reason)
     report = evaluate_items(loaded, items, scan.class_names, on_progress=on_progress,
                             stop_event=stop_event)
     report.split = split

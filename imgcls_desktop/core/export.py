@@ -22,7 +22,7 @@ import numpy as np
 
 from .backend import keras_module, tensorflow_module
 from .calibration import single_input, temperature_of, unknown_threshold_of
-from .errors import ImgclsError
+from .errors import ExportError
 from .names import display_name
 from .output_files import write_atomic
 from .tta import mode_of as tta_mode_of, tta_logits
@@ -31,10 +31,6 @@ FORMATS = ("saved_model", "tflite", "onnx")
 ONNX_INSTALL_HINT = "pip install tf2onnx onnxruntime"
 # Probabilities of an export may differ from Keras' by float rounding, not more.
 TOLERANCE = 1e-4
-
-
-class ExportError(ImgclsError):
-    """A model could not be exported, or the export does not behave like the model."""
 
 
 def sidecar_paths(out_path, format):

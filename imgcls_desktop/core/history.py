@@ -17,7 +17,6 @@ import math
 import os
 import re
 import secrets
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,22 +24,15 @@ from pathlib import Path
 
 from .. import __version__
 from ..resources import user_data_dir
-from .errors import ImgclsError
-from .model_io import fsync_folder
+from .errors import HistoryError, ImgclsError, RunFileError, UnknownRunError
+from .output_files import write_json_atomic
+from .paths import relative_posix
 
 log = logging.getLogger("imgcls")
 
 FORMAT = "imgcls-run/1"
 RUN_ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}$")
 _REQUIRED_KEYS = ("id", "finished", "dataset", "class_names", "preset", "config", "history")
-
-
-class HistoryError(ImgclsError):
-    """A run file cannot be read or written; the message names the file."""
-
-
-class UnknownRunError(HistoryError):
-    """No run has the id the user gave."""
 
 
 def runs_dir(create=True):
@@ -185,27 +177,13 @@ class Run:
 
 # -- recording ---------------------------------------------------------------------------
 
-def evaluation_items(result, scan):
-    """What a run is evaluated on: ``(items, split)``.
-
-    The dataset's test split when it has one, else the validation files training recorded
-    in the model's metadata (the ``val/`` folder, or the images held out by the seed).
-    """
-    if scan.splits.get("test"):
-        return list(scan.splits["test"]), "test"
-    wanted = (result.metadata.get("dataset") or {}).get("validation_files") or []
-    by_relative = {_relative(item.path, scan.root): item
-                   for items in scan.splits.values() for item in items}
-    items = [by_relative[key] for key in (Path(p).as_posix() for p in wanted) if key in by_relative]
-    return items, "val" if "val" in scan.splits else "validation"
-
-
 def evaluate_run(result, scan, on_progress=None, stop_event=None):
-    """Evaluate a freshly trained model on :func:`evaluation_items`; None if there are none."""
-    from .evaluation import evaluate_items
+    """Evaluate a freshly trained model on what ``core.evaluation.evaluation_items`` chooses
+    (the rule of ``imgcls evaluate`` and the window); None if nothing is held out."""
+    from .evaluation import evaluate_items, evaluation_items
     from .model_io import from_training
 
-    items, split = evaluation_items(result, scan)
+    items, split, _reason = evaluation_items(scan, result.metadata)
     if not items:
         return None
     report = evaluate_items(from_training(result), items, scan.class_names,
@@ -319,7 +297,7 @@ def _evaluation_record(report, root):
     for index, path in enumerate(report.paths):
         column = int(predicted[index])
         images.append({
-            "path": _relative(path, root),
+            "path": relative_posix(path, root),
             "true": names[int(report.y_true[index])],
             "predicted": names[column],
             "confidence": round(float(report.probabilities[index, column]), 4),
@@ -328,7 +306,7 @@ def _evaluation_record(report, root):
                                              "per_class", "confusion_matrix", "ece")}
     record["accuracy"] = _number(report.accuracy)  # unrounded: the same number the window shows
     record["ece"] = _number(record["ece"])
-    record["errors"] = [{"path": _relative(path, root), "reason": reason}
+    record["errors"] = [{"path": relative_posix(path, root), "reason": reason}
                         for path, reason in report.errors]
     record["images"] = images
     return record
@@ -461,7 +439,7 @@ def resolve_run_file(text):
 
 # -- reading -----------------------------------------------------------------------------
 
-_summary_cache = {}  # file -> ((mtime_ns, size), RunSummary): listing re-reads changed files only
+_summary_cache: dict[str, tuple] = {}  # file -> ((mtime_ns, size), RunSummary): listing re-reads changed files only
 _cache_lock = threading.Lock()
 
 
@@ -472,7 +450,8 @@ def scan_runs():
         ``(summaries, problems)``; ``problems`` is ``[(file, reason)]``.
     """
     folder = runs_dir(create=False)
-    summaries, problems = [], []
+    summaries: list[RunSummary] = []
+    problems: list[tuple[str, str]] = []
     if not folder.is_dir():
         return summaries, problems
     try:
@@ -499,7 +478,7 @@ def scan_runs():
             summary = _read_run(file).summary(file)
         except UnknownRunError:
             continue  # deleted since the folder was listed
-        except _RunFileError as exc:
+        except RunFileError as exc:
             problems.append((str(file), exc.reason))
             continue
         with _cache_lock:
@@ -569,53 +548,32 @@ def _run_file(run_id):
     return runs_dir(create=False) / f"{run_id}.json"
 
 
-class _RunFileError(HistoryError):
-    def __init__(self, file, reason):
-        self.reason = reason
-        super().__init__(f"The run file {file} {reason}; delete it (imgcls runs delete) "
-                         "or move it out of the runs folder.")
-
-
 def _read_run(file):
     try:
         text = Path(file).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UnknownRunError(f"No run {Path(file).stem} in {Path(file).parent}.") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise _RunFileError(file, f"could not be read ({getattr(exc, 'strerror', None) or exc})") from None
+        raise RunFileError(file, f"could not be read ({getattr(exc, 'strerror', None) or exc})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _RunFileError(file, f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise RunFileError(file, f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     try:
         run = Run.from_dict(data)
     except (ValueError, TypeError) as exc:
-        raise _RunFileError(file, f"is not an imgcls run ({exc})") from None
+        raise RunFileError(file, f"is not an imgcls run ({exc})") from None
     if run.id != Path(file).stem:
-        raise _RunFileError(file, f"holds run {run.id}, not {Path(file).stem}")
+        raise RunFileError(file, f"holds run {run.id}, not {Path(file).stem}")
     return run
 
 
 def _write_json(path, data):
-    """Write ``data`` to ``path`` atomically: temp file, flush, fsync, rename, fsync folder."""
-    path = Path(path)
-    temp = None
+    """Write a run file atomically (``output_files.write_json_atomic``); failures name the file."""
     try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        temp = Path(temp_name)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, allow_nan=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-        temp = None
-        fsync_folder(path.parent)
-    except (OSError, ValueError) as exc:
-        raise HistoryError(f"Could not write the run file {path}: {getattr(exc, 'strerror', None) or exc}. "
-                           "Check that the data folder is writable and the disk has free space; "
-                           "the model itself is not affected.") from exc
-    finally:
-        _remove_quietly(temp)
+        write_json_atomic(path, data, error=HistoryError)
+    except HistoryError as exc:
+        raise HistoryError(f"Could not write the run file: {exc} The model itself is not affected.") from exc
 
 
 def _remove_quietly(path):
@@ -651,7 +609,8 @@ def compare_runs(a, b):
     images_a, images_b = run_a.image_results(), run_b.image_results()
     common = sorted(path for path in images_a.keys() & images_b.keys()
                     if images_a[path]["true"] == images_b[path]["true"])
-    to_wrong, to_right = [], []
+    to_wrong: list[dict] = []
+    to_right: list[dict] = []
     for path in common:
         row_a, row_b = images_a[path], images_b[path]
         right_a = row_a["predicted"] == row_a["true"]
@@ -743,13 +702,6 @@ def _flatten(config, prefix=""):
 
 
 # -- helpers -----------------------------------------------------------------------------
-
-def _relative(path, root):
-    try:
-        return Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
-    except ValueError:
-        return Path(path).as_posix()
-
 
 def _number(value):
     """A JSON-safe float (NaN and infinities become None), or None."""

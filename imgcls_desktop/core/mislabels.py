@@ -13,8 +13,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .dataset import DatasetScan, ScanCancelled, check_trainable
-from .errors import DatasetError, TrainingError
+from .dataset import DatasetScan, check_trainable
+from .defaults import DEFAULT_SEED
+from .errors import Cancelled, DatasetError, TrainingError
 
 DEFAULT_FOLDS = 3
 DEFAULT_EPOCHS = 10
@@ -96,7 +97,7 @@ def _least_count(folds):
 
 
 def find_mislabels(scan, folds=DEFAULT_FOLDS, epochs=DEFAULT_EPOCHS, preset="small_cnn", image_size=32,
-                   seed=1337, on_progress=None, stop_event=None, *, min_confidence=MIN_CONFIDENCE,
+                   seed=DEFAULT_SEED, on_progress=None, stop_event=None, *, min_confidence=MIN_CONFIDENCE,
                    max_folder_probability=MAX_FOLDER_PROBABILITY, batch_size=None,
                    validation_split=0.2):
     """Train ``folds`` small models, each predicting the images it was not trained on.
@@ -121,7 +122,7 @@ def find_mislabels(scan, folds=DEFAULT_FOLDS, epochs=DEFAULT_EPOCHS, preset="sma
 
     Raises:
         DatasetError: Too few classes or images per class, or fewer than 2 folds.
-        ScanCancelled: ``stop_event`` was set; no result.
+        Cancelled: ``stop_event`` was set; no result.
         TrainingError: A fold's training failed (for example it diverged).
     """
     from .inference import Predictor
@@ -160,7 +161,7 @@ def find_mislabels(scan, folds=DEFAULT_FOLDS, epochs=DEFAULT_EPOCHS, preset="sma
             result = train(fold_scan, fold_config, on_progress=forward, stop_event=stop_event)
         except TrainingError:
             if stop_event is not None and stop_event.is_set():
-                raise ScanCancelled("mislabel search cancelled") from None
+                raise Cancelled("mislabel search cancelled") from None
             raise
         # Read file by file, predicted in batches, with the calibration the fold's model fitted;
         # a file unreadable since the scan gets an error here and is not judged.
@@ -168,7 +169,7 @@ def find_mislabels(scan, folds=DEFAULT_FOLDS, epochs=DEFAULT_EPOCHS, preset="sma
         predictions = predictor.predict_paths([item.path for item in held_out], top_k=1,
                                               stop_event=stop_event)
         if stop_event is not None and stop_event.is_set():
-            raise ScanCancelled("mislabel search cancelled")
+            raise Cancelled("mislabel search cancelled")
         label_of = {str(item.path): item.label for item in held_out}
         for prediction in predictions:
             if prediction.ok and prediction.path in label_of:

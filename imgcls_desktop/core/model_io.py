@@ -15,10 +15,10 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .backend import keras_module
 from .errors import ModelFileError
-# fsync_folder lived here first; history still imports it from this module.
 from .output_files import fsync_folder, is_locked, locks_supported, output_lock, remove_abandoned_lock
 
 METADATA_MEMBER = "imgcls_metadata.json"
@@ -68,8 +68,8 @@ RandomFlip RandomRotation RandomZoom RandomTranslation RandomContrast RandomBrig
 
 @dataclass
 class LoadedModel:
-    model: object
-    path: Path
+    model: Any  # a keras.Model
+    path: Path | None  # None: trained in this process and not saved yet
     class_names: list
     image_size: tuple  # (height, width)
     metadata: dict
@@ -189,7 +189,7 @@ def remove_stale_temp_files(folder, older_than=0.0):
     Returns:
         The temp files removed.
     """
-    removed = []
+    removed: list[Path] = []
     now = time.time()
     folder = Path(folder)
     try:
@@ -408,11 +408,6 @@ def _walk_dicts(value):
 
 
 # -- loading ----------------------------------------------------------------------------
-
-def read_metadata(path):
-    """Our metadata of a model file without loading TensorFlow (after the safety gate)."""
-    return check_model_file(path)[1]
-
 
 def load_model(path):
     """Load a ``.keras`` file through the gate, in safe mode, and check its signature."""

@@ -18,22 +18,21 @@ here or through :func:`model_io.save_model`, which uses the same pieces:
 import contextlib
 import csv
 import io
+import json
 import os
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
-from .errors import ImgclsError
+from .errors import OutputFileError
 from .names import display_name
 
+fcntl: Any
 try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None
-
-
-class OutputFileError(ImgclsError):
-    """An output file cannot be written (missing or read-only folder, another writer)."""
 
 
 def lock_file_for(path):
@@ -49,7 +48,7 @@ def locks_supported():
 # Locks this process holds: flock conflicts between two descriptors of one process too, so
 # a nested lock (the CLI holds --out for a whole run, save_model takes it again) is counted
 # here instead. {absolute path: [descriptor, owning thread, depth]}
-_held = {}
+_held: dict[str, list] = {}
 _held_guard = threading.Lock()
 
 
@@ -260,6 +259,27 @@ def write_atomic(path, data, error=OutputFileError):
     return path
 
 
+def write_json_atomic(path, data, error=OutputFileError):
+    """Write ``data`` as JSON (indented, no NaN) to ``path`` whole or not at all.
+
+    Args:
+        path: The file to write.
+        data: JSON-ready data; NaN and infinities are refused (they are not JSON).
+        error: The :class:`ImgclsError` class to raise.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        error: the data is not JSON, or the file cannot be written (see :func:`write_atomic`).
+    """
+    try:
+        text = json.dumps(data, indent=1, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise error(f"Could not write {display_name(path)}: {exc}.") from exc
+    return write_atomic(path, text, error)
+
+
 def fsync_folder(folder):
     """Make a rename inside ``folder`` durable (POSIX); a no-op where folders cannot be opened."""
     try:
@@ -290,13 +310,27 @@ def write_csv(path, rows, error=OutputFileError):
 
 
 PREDICTION_COLUMNS = ["path", "label", "confidence", "top_k", "error", "unknown"]
+"""The header of the predictions CSV (see :func:`predictions_csv` for each column)."""
 
 
-def predictions_csv(predictions):
-    """The prediction table as CSV text: one row per image (see ``PREDICTION_COLUMNS``).
+def predictions_csv(predictions) -> str:
+    """The predictions table as CSV text: the one format ``imgcls predict --csv`` and the
+    window's *Export CSV…* write.
 
-    Paths are written with :func:`names.display_name` (undecodable bytes as ``\\xNN``), so
-    any file name fits a UTF-8 cell.
+    One header row (:data:`PREDICTION_COLUMNS`), then one row per prediction, in order:
+
+    * ``path``: the file as given, undecodable bytes as ``\\xNN`` (:func:`names.display_name`);
+    * ``label``: the best class ("" for a file that failed);
+    * ``confidence``: its (calibrated) probability, 6 decimals ("" on failure);
+    * ``top_k``: the top classes as ``label:probability`` (4 decimals) joined by ``"; "``;
+    * ``error``: why the file could not be classified ("" when it was);
+    * ``unknown``: ``yes`` when answered "none of my classes", else ``no`` ("" on failure).
+
+    Args:
+        predictions: ``core.inference.Prediction`` objects.
+
+    Returns:
+        The CSV text (``\\r\\n`` line ends, as the ``csv`` module writes).
     """
     rows = [PREDICTION_COLUMNS]
     for prediction in predictions:
@@ -307,7 +341,11 @@ def predictions_csv(predictions):
     return csv_text(rows)
 
 
-def write_predictions_csv(path, predictions):
+def write_predictions_csv(path, predictions) -> Path:
     """Write :func:`predictions_csv` to ``path`` atomically (the CLI's ``--csv``, the window's
-    Export). Raises :class:`OutputFileError` when it cannot."""
+    Export).
+
+    Raises:
+        OutputFileError: the file cannot be written; a previous file is left unchanged.
+    """
     return write_atomic(path, predictions_csv(predictions))

@@ -12,7 +12,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .backend import keras_module, tensorflow_module
-from .errors import ImageError, TrainingError
+from .errors import Cancelled, ImageError, TrainingError  # Cancelled: training.py imports it from here
 from .images import load_image
 from .parallel import map_in_order, worker_count
 
@@ -21,12 +21,8 @@ _CACHE_LIMIT_BYTES = 2 * 1024**3
 # Above this many decoded bytes a set goes to the disk cache instead of memory (CIFAR-10
 # at 32x32 is 150 MB and stays in memory; 3,500 photos at 224x224 do not).
 _MEMORY_LIMIT_BYTES = int(float(os.environ.get("IMGCLS_MEMORY_LIMIT_MB", "512")) * 1024**2)
-_cache = OrderedDict()
+_cache: OrderedDict[tuple, tuple] = OrderedDict()
 _cache_lock = threading.Lock()
-
-
-class Cancelled(Exception):
-    """Raised inside core when the caller's stop event is set during a long step."""
 
 
 def decode_items(items, image_size, *, on_progress=None, stop_event=None):

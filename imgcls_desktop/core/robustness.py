@@ -7,13 +7,13 @@ copes with photos a little worse than its test set, class by class.
 """
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from .dataset import ScanCancelled
-from .errors import DatasetError, ImageError
+from .errors import Cancelled, DatasetError, ImageError
 from .images import load_image
 
 
@@ -23,7 +23,7 @@ class Corruption:
 
     name: str
     title: str
-    function: object  # callable(PIL.Image, index) -> PIL.Image
+    function: Callable[[Image.Image, int], Image.Image]  # (image, index in the batch) -> changed image
     family: str = ""  # the kind of change, shared by its severities ("": use the name)
     severity: int = 0  # 1 (mild) .. len(SEVERITIES[family]) (harsh); 0 when not graded
 
@@ -81,20 +81,9 @@ def downscale(factor=2, name="downscale"):
     return Corruption(name, f"downscale 1/{factor} and back", shrink)
 
 
-DEFAULT_CORRUPTIONS = (
-    gaussian_blur(),
-    brightness(1.5, "brighter"),
-    brightness(0.5, "darker"),
-    contrast(0.5),
-    jpeg(20),
-    rotation(10.0),
-    downscale(2),
-)
-DEFAULT = DEFAULT_CORRUPTIONS
-CORRUPTIONS_BY_NAME = {corruption.name: corruption for corruption in DEFAULT_CORRUPTIONS}
-
-# family -> (factory, one argument per severity, mild to harsh). The middle level of each is
-# the DEFAULT_CORRUPTIONS setting, so the ungraded check is one column of the graded one.
+# The one definition of the corruptions: family -> (factory, one argument per severity,
+# mild to harsh). The window checks every severity (graded_corruptions); `imgcls robustness`
+# applies the middle one of each family (DEFAULT_CORRUPTIONS), a column of the window's table.
 SEVERITIES = {
     "blur": (gaussian_blur, (1 / 64, 1 / 32, 1 / 16)),
     "brighter": (brightness, (1.25, 1.5, 2.0)),
@@ -104,6 +93,13 @@ SEVERITIES = {
     "rotate": (rotation, (5.0, 10.0, 20.0)),
     "downscale": (downscale, (1.5, 2, 3)),
 }
+MIDDLE_SEVERITY = 2
+
+
+def _corruption(family, severity, name):
+    factory, arguments = SEVERITIES[family]
+    made = factory(arguments[severity - 1], name=name)
+    return Corruption(made.name, made.title, made.function, family, severity)
 
 
 def graded_corruptions(families=None):
@@ -114,18 +110,23 @@ def graded_corruptions(families=None):
 
     Returns:
         A list of :class:`Corruption` with ``family`` and ``severity`` set.
+
+    Raises:
+        DatasetError: a family is not one of :data:`SEVERITIES`.
     """
     chosen = list(SEVERITIES) if families is None else list(families)
     unknown = [family for family in chosen if family not in SEVERITIES]
     if unknown:
         raise DatasetError(f"Unknown corruption family {unknown[0]!r}. Choose among: {', '.join(SEVERITIES)}.")
-    graded = []
-    for family in chosen:
-        factory, arguments = SEVERITIES[family]
-        for severity, argument in enumerate(arguments, start=1):
-            made = factory(argument, name=f"{family}-{severity}")
-            graded.append(Corruption(made.name, made.title, made.function, family, severity))
-    return graded
+    return [_corruption(family, severity, f"{family}-{severity}")
+            for family in chosen for severity in range(1, len(SEVERITIES[family][1]) + 1)]
+
+
+# What `imgcls robustness` applies: the middle severity of each family, named by the family.
+DEFAULT_CORRUPTIONS = tuple(_corruption(family, MIDDLE_SEVERITY, family) for family in SEVERITIES)
+# Every corruption that can be asked for by name: the CLI's and the window's graded ones.
+CORRUPTIONS_BY_NAME = {corruption.name: corruption
+                       for corruption in (*DEFAULT_CORRUPTIONS, *graded_corruptions())}
 
 
 def _resolve(corruptions):
@@ -152,7 +153,7 @@ def robustness_report(loaded, items, class_names, corruptions=DEFAULT_CORRUPTION
         class_names: The dataset's class names; matched to the model's by name.
         corruptions: :class:`Corruption` objects or names from ``CORRUPTIONS_BY_NAME``.
         on_progress: Optional ``callable(done, total)`` over (conditions x images).
-        stop_event: Optional ``threading.Event``; when set, raises :class:`dataset.ScanCancelled`.
+        stop_event: Optional ``threading.Event``; when set, raises :class:`errors.Cancelled`.
 
     Returns:
         ``{"class_names", "num_images", "conditions": [{"name", "title", "family",
@@ -178,7 +179,7 @@ def robustness_report(loaded, items, class_names, corruptions=DEFAULT_CORRUPTION
             errors.append({"path": str(item.path), "reason": exc.reason})
     if not pixels:
         raise DatasetError("No usable images to check robustness on.")
-    labels = np.asarray(labels, dtype=np.int64)
+    label_array = np.asarray(labels, dtype=np.int64)
     predictor = Predictor(loaded, batch_size=batch_size)
     conditions = [Corruption("clean", "clean (no change)", lambda image, _index: image)] + corruptions
     total = len(conditions) * len(pixels)
@@ -188,7 +189,7 @@ def robustness_report(loaded, items, class_names, corruptions=DEFAULT_CORRUPTION
         predicted = []
         for start in range(0, len(pixels), batch_size):
             if stop_event is not None and stop_event.is_set():
-                raise ScanCancelled("robustness check cancelled")
+                raise Cancelled("robustness check cancelled")
             chunk = pixels[start:start + batch_size]
             if condition.name == "clean":
                 batch = np.stack(chunk)
@@ -198,10 +199,10 @@ def robustness_report(loaded, items, class_names, corruptions=DEFAULT_CORRUPTION
             done += len(chunk)
             if on_progress is not None:
                 on_progress(done, total)
-        correct = np.concatenate(predicted) == labels
+        correct = np.concatenate(predicted) == label_array
         per_class = {}
         for index, name in enumerate(loaded.class_names):
-            mask = labels == index
+            mask = label_array == index
             per_class[name] = round(float(correct[mask].mean()), 6) if mask.any() else None
         rows.append({"name": condition.name, "title": condition.title,
                      "family": condition.family or condition.name, "severity": condition.severity,

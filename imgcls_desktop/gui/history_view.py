@@ -107,13 +107,13 @@ class RunRecorder(QObject):
 
     @Slot(object)
     def _on_training_succeeded(self, result):
-        from ..core.history import evaluation_items
+        from ..core.evaluation import evaluation_items
 
         self.flush_pending(wait=False)
         scan = self.window.scan
         self.fresh = _Fresh(result, scan)
         try:
-            nothing_held_out = scan is None or not evaluation_items(result, scan)[0]
+            nothing_held_out = scan is None or not evaluation_items(scan, result.metadata).items
         except Exception:  # noqa: BLE001 - a scan that cannot be split: record without
             nothing_held_out = True
         if nothing_held_out:

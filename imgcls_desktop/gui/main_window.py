@@ -54,16 +54,10 @@ EXPORT_FORMATS = {  # format -> (what the chooser shows, file filter or None for
 
 
 def _config_from_dict(data):
-    from ..core.models import Augmentation, PRESETS
-    from ..core.training import TrainingConfig
+    from ..core.training_config_io import training_config_from_dict
 
-    data = dict(data)
-    data.pop("distribute", None)  # the window trains with "auto"; multi-worker is the CLI's (issue 14)
-    if data.get("preset") not in PRESETS:
-        raise KeyError(data.get("preset"))
-    if isinstance(data.get("augmentation"), dict):
-        data["augmentation"] = Augmentation(**data["augmentation"])
-    return TrainingConfig(**data)
+    data = {key: value for key, value in data.items() if key != "distribute"} if isinstance(data, dict) else data
+    return training_config_from_dict(data)  # the window trains with "auto"; multi-worker is the CLI's (issue 14)
 
 
 class MainWindow(QMainWindow):

@@ -34,22 +34,15 @@ def _evaluate(loaded, items, class_names, split, on_progress=None, stop_event=No
     return report
 
 
-def evaluation_items(scan, config=None):
-    """What to evaluate on: the test (or val) split, else the validation part of training.
+def evaluation_items(scan, metadata):
+    """What to evaluate on: ``core.evaluation.evaluation_items``, the rule of ``imgcls`` too.
 
     Returns (items, split name), or (None, reason) when nothing is held out.
     """
-    from ..core.dataset import split_train_validation
+    from ..core.evaluation import evaluation_items as chosen_for
 
-    split = scan.evaluation_split_name()
-    if split and scan.splits.get(split):
-        return scan.splits[split], split
-    validation_split = getattr(config, "validation_split", 0.2) or 0.0
-    seed = getattr(config, "seed", 1337)
-    if validation_split <= 0:
-        return None, "No test split and no validation split: nothing held out to evaluate on."
-    _train, val = split_train_validation(scan, validation_split, seed)
-    return val, "validation"
+    items, split, reason = chosen_for(scan, metadata)
+    return (items, split) if items else (None, reason)
 
 
 class ModelState(QObject):
@@ -134,7 +127,7 @@ class ModelState(QObject):
         if self.loaded is None:
             return
         try:
-            items, split = evaluation_items(scan, config)
+            items, split = evaluation_items(scan, self.loaded.metadata)
         except Exception as exc:  # a dataset that cannot be split: say so, keep going
             show_exception(self.window, "Cannot evaluate", exc)
             return

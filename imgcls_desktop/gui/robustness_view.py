@@ -197,9 +197,8 @@ class RobustnessView(QWidget):
         if not self.can_run():
             self._update_state()
             return False
-        config = self.config_source() if self.config_source is not None else None
         try:
-            items, split = evaluation_items(self._scan, config)
+            items, split = evaluation_items(self._scan, self._loaded.metadata)
         except Exception as exc:  # a dataset that cannot be split: say so, keep going
             show_exception(self, "Cannot check robustness", exc, traceback.format_exc())
             return False

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from imgcls_desktop.core.dataset import ScanCancelled, scan_dataset
+from imgcls_desktop.core.dataset import scan_dataset
 from imgcls_desktop.core.doctor import class_weights, doctor_report, hamming, phash
+from imgcls_desktop.core.errors import Cancelled
 
 
 @pytest.fixture
@@ -81,5 +82,5 @@ def test_stop_event_cancels(shapes_split_dataset):
 
     stop = threading.Event()
     stop.set()
-    with pytest.raises(ScanCancelled):
+    with pytest.raises(Cancelled):
         doctor_report(scan_dataset(shapes_split_dataset), stop_event=stop)

@@ -9,6 +9,7 @@ import pytest
 
 from imgcls_desktop.core import history
 from imgcls_desktop.core.dataset import scan_dataset
+from imgcls_desktop.core.evaluation import evaluation_items
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_other_dataset_versions_compare_on_shared_files_and_say_so(two_runs):
 
 def test_without_a_test_split_the_recorded_validation_files_are_evaluated(weak_result, split_scan):
     no_test = dataclasses.replace(split_scan, splits={"train": split_scan.splits["train"]})
-    items, split = history.evaluation_items(weak_result, no_test)
+    items, split, _reason = evaluation_items(no_test, weak_result.metadata)
     recorded = weak_result.metadata["dataset"]["validation_files"]
     assert split == "validation" and len(items) == len(recorded) == 15
     assert sorted(item.path.relative_to(split_scan.root).as_posix() for item in items) == sorted(recorded)

@@ -4,11 +4,12 @@ import threading
 
 import numpy as np
 import pytest
-from synthetic import make_shapes_dataset
 
-from imgcls_desktop.core.dataset import ScanCancelled, scan_dataset
-from imgcls_desktop.core.errors import DatasetError
+from imgcls_desktop.core.dataset import scan_dataset
+from imgcls_desktop.core.errors import Cancelled, DatasetError
 from imgcls_desktop.core.mislabels import find_mislabels, stratified_folds
+
+from synthetic import make_shapes_dataset
 
 PLANTED = 5
 
@@ -54,7 +55,7 @@ def test_stop_event_stops_the_search(planted):
         if done >= 1:  # the first epoch of the first fold has ended
             stop.set()
 
-    with pytest.raises(ScanCancelled, match="mislabel search cancelled"):
+    with pytest.raises(Cancelled, match="mislabel search cancelled"):
         find_mislabels(scan, folds=3, epochs=6, seed=1, on_progress=on_progress, stop_event=stop)
     assert max(progress) <= 2  # stopped within the fold's next epoch, not after all 18
 
