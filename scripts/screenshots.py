@@ -14,14 +14,13 @@ from pathlib import Path
 
 def main(out_dir, epochs=None):
     os.environ.setdefault("IMGCLS_DATA_DIR", str(Path(out_dir).resolve() / ".userdata"))
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication, QPushButton
 
     from imgcls_desktop.core.training import TrainingConfig
     from imgcls_desktop.gui.main_window import MainWindow
     from imgcls_desktop.gui.self_test import drop_files, wait_for
     from imgcls_desktop.resources import resource_path, sample_dataset_path
-
-    from PySide6.QtGui import QIcon
 
     app = QApplication(sys.argv[:1])
     app.setWindowIcon(QIcon(str(resource_path("icon.png"))))

@@ -189,10 +189,10 @@ def shared_mislabel_search(monkeypatch):
 @pytest.fixture(scope="session")
 def object_model(tmp_path_factory):
     """A model that tells the colour of a square on noise (``objects.py``), for Grad-CAM."""
-    from objects import make_object_dataset
-
     from imgcls_desktop.core.model_io import from_training
     from imgcls_desktop.core.training import TrainingConfig, train
+
+    from objects import make_object_dataset
 
     root = make_object_dataset(tmp_path_factory.mktemp("objects"), per_class=80, seed=11)
     config = TrainingConfig(preset="tutorial_cnn", epochs=15, batch_size=16, learning_rate=2e-3,
@@ -294,8 +294,7 @@ def _error_dialogs_fail_the_test(request, monkeypatch):
         yield
         return
     from PySide6.QtWidgets import QDialog, QMessageBox
-    from pytestqt import qtbot as qtbot_module
-    from pytestqt import wait_signal
+    from pytestqt import qtbot as qtbot_module, wait_signal
 
     from imgcls_desktop.gui import error_dialog
 

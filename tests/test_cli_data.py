@@ -9,6 +9,7 @@ import pytest
 
 from imgcls_desktop.cli import main
 from imgcls_desktop.core.dataset import scan_dataset
+
 from synthetic import make_shapes_dataset
 
 

@@ -3,8 +3,7 @@
 import argparse
 import json
 
-from imgcls_desktop.cli import history as cli_history
-from imgcls_desktop.cli import build_parser, main
+from imgcls_desktop.cli import build_parser, history as cli_history, main
 from imgcls_desktop.core import history
 from imgcls_desktop.core.dataset import scan_dataset
 

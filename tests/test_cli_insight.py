@@ -5,8 +5,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from imgcls_desktop.cli import insight as cli_insight
-from imgcls_desktop.cli import main
+from imgcls_desktop.cli import insight as cli_insight, main
 
 
 def run(argv):

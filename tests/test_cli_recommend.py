@@ -3,6 +3,7 @@
 import json
 
 from imgcls_desktop.cli import main
+
 from synthetic import make_shapes_dataset
 
 

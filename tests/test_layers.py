@@ -42,3 +42,32 @@ def test_core_and_cli_import_no_qt():
 def test_fast_modules_import_no_tensorflow():
     result = _imports_in_a_fresh_process(TENSORFLOW_FREE, ("tensorflow", "keras"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cli_command_modules_import_no_cycle():
+    """Each command module imports ``_common`` (and at most a sibling), never the package."""
+    import ast
+    from pathlib import Path
+
+    import imgcls_desktop.cli
+
+    folder = Path(imgcls_desktop.cli.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        if path.stem in ("__init__", "__main__"):
+            continue
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported |= {node.module} if node.module else {alias.name for alias in node.names}
+        graph[path.stem] = imported
+    assert "_common" in graph and graph["_common"] == set()
+    assert all(None not in deps and "__init__" not in deps for deps in graph.values())
+
+    def visit(name, trail):
+        assert name not in trail, " -> ".join([*trail, name])
+        for dependency in graph.get(name, ()):
+            visit(dependency, [*trail, name])
+
+    for name in graph:
+        visit(name, [])

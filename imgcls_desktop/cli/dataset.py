@@ -36,7 +36,8 @@ def cmd_inspect(args):
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print(f"{shown(scan.root)}: {scan.layout} layout, {len(scan.class_names)} classes, {scan.num_images} usable images")
+        print(f"{shown(scan.root)}: {scan.layout} layout, {len(scan.class_names)} classes, "
+              f"{scan.num_images} usable images")
         counts = scan.counts()
         splits = list(counts)
         print(f"  {'class':24s}" + "".join(f"{s:>8s}" for s in splits))

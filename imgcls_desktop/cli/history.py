@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..core.names import display_name
 from ._common import EXIT_OK, EXIT_PARTIAL, print_confusion_matrix, print_per_class, usage
+
 _LIST_LIMIT = 20  # flipped or wrong images printed as text; --json has them all
 
 log = logging.getLogger("imgcls")

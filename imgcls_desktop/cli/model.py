@@ -4,8 +4,16 @@ import json
 import sys
 from pathlib import Path
 
-from ._common import (EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, UsageError, load_with_warnings, log,
-                      print_confusion_matrix, print_per_class)
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    UsageError,
+    load_with_warnings,
+    log,
+    print_confusion_matrix,
+    print_per_class,
+)
 
 
 def add_commands(sub, common):

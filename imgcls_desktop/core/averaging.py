@@ -7,6 +7,8 @@ so early training moves fast and the last epochs are averaged hard, which is wor
 fraction of a point of accuracy for free on short schedules (Jordan 2024, airbench94).
 """
 
+from typing import Any
+
 from .backend import keras_module, tensorflow_module
 
 
@@ -21,24 +23,24 @@ def lookahead_callback(model, fraction_done, *, every=5, decay_base=0.95, decay_
         every: steps between averaging.
         start: fraction of training after which averaging begins.
     """
-    keras = keras_module()
+    callback_class: Any = keras_module().callbacks.Callback
     tf = tensorflow_module()
     variables = [v for v in model.weights if "float" in str(v.dtype)]
 
-    class Lookahead(keras.callbacks.Callback):
+    class Lookahead(callback_class):
         def __init__(self):
             super().__init__()
             self.steps = 0
-            self.average = None
-            self._update = None
+            self.average: list[Any] | None = None
+            self._update: Any = None
 
         def _pull(self, decay):
             if self.average is None:
-                self.average = [tf.Variable(tf.identity(v.value), trainable=False) for v in variables]
+                averages = self.average = [tf.Variable(tf.identity(v.value), trainable=False) for v in variables]
 
                 @tf.function
                 def update(decay):
-                    for variable, average in zip(variables, self.average):
+                    for variable, average in zip(variables, averages):
                         average.assign(average + (1.0 - decay) * (variable.value - average))
                         variable.assign(average)
 

@@ -10,9 +10,10 @@ import gc
 import os
 import tempfile
 import threading
+from typing import Any
 
 _lock = threading.Lock()
-_keras = None
+_keras: Any = None
 
 
 def configure_environment():
@@ -27,7 +28,7 @@ def configure_environment():
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
-def keras_module():
+def keras_module() -> Any:
     """Return the ``keras`` module, importing TensorFlow on first use (thread-safe)."""
     global _keras
     if _keras is not None:
@@ -90,7 +91,8 @@ def _quiet_native_stderr():
                 os.write(2, "".join(kept).encode("utf-8"))
 
 
-def tensorflow_module():
+def tensorflow_module() -> Any:
+    """Return the ``tensorflow`` module, after :func:`keras_module` has set the environment."""
     keras_module()
     import tensorflow as tf
 

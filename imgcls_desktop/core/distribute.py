@@ -33,6 +33,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import TrainingError
 
@@ -167,7 +168,8 @@ def learning_rate_scale(replicas):
     return math.sqrt(max(1, replicas))
 
 
-def cpu_cores():
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity), else the machine's count."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -201,7 +203,7 @@ class Plan:
     """A chosen strategy and what follows from it."""
 
     kind: str  # "default", "mirrored" or "multi-worker"
-    strategy: object
+    strategy: Any  # a tf.distribute.Strategy, or None for the default one
     replicas: int = 1
     workers: int = 1
     is_chief: bool = True
@@ -292,11 +294,13 @@ class Plan:
         steps = math.ceil(count / global_batch(per_replica, self.replicas))
         return train, val, steps
 
-    def stop_callback(self, keras):
+    def stop_callback(self, keras: Any):
         """A Keras callback, placed last, that makes every worker stop when the chief does."""
         plan = self
 
-        class AgreeOnStop(keras.callbacks.Callback):
+        callback_class: Any = keras.callbacks.Callback
+
+        class AgreeOnStop(callback_class):
             def on_train_begin(self, logs=None):
                 plan.in_fit = True
 
@@ -365,9 +369,9 @@ def _all_layers(model):
 
 
 _ONE_DEVICE = Plan("default", None)
-_plans = {}
+_plans: dict[Any, Plan] = {}
 _plans_lock = threading.Lock()
-_active = None
+_active: Plan | None = None
 
 
 def active_plan():

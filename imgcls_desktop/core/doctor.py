@@ -76,7 +76,8 @@ def phash(path):
     return int(phash_thumbnails(thumbnail(path)[None])[0])
 
 
-def hamming(a, b):
+def hamming(a, b) -> int:
+    """The number of differing bits between two 64-bit hashes."""
     return int(bin(int(a) ^ int(b)).count("1"))
 
 

@@ -181,7 +181,7 @@ def assign_weights(model, state, source="the weights file"):
     Raises:
         WeightsUnavailableError: names or shapes do not fit, naming ``source``.
     """
-    used = set()
+    used: set[str] = set()
     for layer_name, torch_prefix in _torch_names().items():
         try:
             layer = model.get_layer(layer_name)

@@ -21,6 +21,7 @@ backward pass over the image's views.
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -39,7 +40,7 @@ class Explanation:
     label: str  # its name
     probabilities: np.ndarray  # what the app shows for the image (Predictor: TTA, calibrated)
     layer: str  # the feature layer the map was taken from ("backbone/layer" when nested)
-    prediction: object = None  # the Predictor's Prediction for the image (its verdict)
+    prediction: Any = None  # the Predictor's Prediction for the image (its verdict)
     views: int = 1  # the test-time augmentation views the map sums over
 
     @property
@@ -96,7 +97,7 @@ class _FeatureModel:
 
 
 # Built sub-models, per Keras model, so a gallery of heat maps pays for the build once.
-_CACHE = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _feature_model(model):
@@ -134,7 +135,7 @@ def _find_feature_layer(model):
 
     Layers with a single position (1x1 maps) are used only when nothing larger exists.
     """
-    found = []
+    found: list[Any] = []
     _collect_spatial(model, found)
     if not found:
         return None
@@ -207,7 +208,7 @@ def _as_pixels(loaded, image):
 
 
 # Predictors per Keras model, so a gallery of heat maps traces the model once.
-_PREDICTORS = weakref.WeakKeyDictionary()
+_PREDICTORS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _predictor(loaded):
@@ -222,7 +223,7 @@ def _predictor(loaded):
         cached = None
     same_metadata = cached is not None and (
         cached.loaded.metadata is metadata or (metadata is None and cached.loaded.metadata == {}))
-    if same_metadata and cached.class_names == list(loaded.class_names):
+    if cached is not None and same_metadata and cached.class_names == list(loaded.class_names):
         return cached
     if metadata is None:
         loaded = LoadedModel(model=loaded.model, path=None, class_names=list(loaded.class_names),
@@ -363,7 +364,7 @@ _WINDOWED = frozenset({"Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooli
 def _geometry(model, target):
     """``((scale_y, offset_y), (scale_x, offset_x))``: feature cell i is centred on input pixel
     ``offset + scale * i``. None when a layer on the way is not understood."""
-    placed = {}
+    placed: dict[int, Any] = {}
     for layer in model.layers:
         kind = type(layer).__name__
         if kind == "InputLayer":
@@ -376,6 +377,8 @@ def _geometry(model, target):
         in_shape, out_shape = _input_shape(layer), _output_shape(layer)
         if kind in _WINDOWED and in_shape is not None and len(in_shape) == 4:
             kernel = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
+            if kernel is None:
+                return None
             strides = layer.strides
             dilation = getattr(layer, "dilation_rate", (1, 1))
             new_axes = []

@@ -35,13 +35,15 @@ CHUNK_BYTES = 8 * 1024**2
 _MAX_META_BYTES = 256 * 1024**2  # a million labels and problems fit many times over
 
 
-def cache_dir():
+def cache_dir() -> Path:
+    """Where decoded sets are cached: ``$IMGCLS_CACHE_DIR``, else ``decoded/`` in the data folder."""
     from ..resources import user_data_dir
 
     return Path(os.environ.get("IMGCLS_CACHE_DIR") or Path(user_data_dir()) / "decoded")
 
 
-def cache_key(items, image_size, stat_keys):
+def cache_key(items, image_size, stat_keys) -> str:
+    """A hex digest naming one decoded set: the format, the size, each file's path, label and stat."""
     digest = hashlib.sha256(f"{_FORMAT}|{image_size}".encode())
     for item, stat in zip(items, stat_keys):
         digest.update(f"\n{item.path}|{item.label}|{stat}".encode())
@@ -61,7 +63,7 @@ class DiskImages:
         self.path = Path(path)
         self.shape = (count, image_size, image_size, 3)
         self.record = image_size * image_size * 3
-        self._fd = os.open(self.path, os.O_RDONLY)
+        self._fd: int | None = os.open(self.path, os.O_RDONLY)
 
     def __len__(self):
         return self.shape[0]
@@ -77,7 +79,7 @@ class DiskImages:
         for row, index in enumerate(indices):
             if not 0 <= index < self.shape[0]:
                 raise IndexError(f"image {index} out of range 0..{self.shape[0] - 1}")
-            flat[row] = np.frombuffer(os.pread(self._fd, self.record, int(index) * self.record),
+            flat[row] = np.frombuffer(os.pread(self._descriptor(), self.record, int(index) * self.record),
                                       dtype=np.uint8)
         return out
 
@@ -85,13 +87,18 @@ class DiskImages:
         if isinstance(key, slice):
             start, stop, step = key.indices(self.shape[0])
             if step == 1 and stop > start:
-                data = os.pread(self._fd, (stop - start) * self.record, start * self.record)
+                data = os.pread(self._descriptor(), (stop - start) * self.record, start * self.record)
                 return np.frombuffer(data, dtype=np.uint8).reshape((stop - start,) + self.shape[1:])
             return self.take(range(start, stop, step))
         if isinstance(key, (int, np.integer)):
             index = int(key) + (self.shape[0] if key < 0 else 0)
             return self.take([index])[0]
         return self.take(key)
+
+    def _descriptor(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"the decoded-image cache {self.path} is closed")
+        return self._fd
 
     def close(self):
         if self._fd is not None:

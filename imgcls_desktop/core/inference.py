@@ -5,6 +5,7 @@ image goes through a traced ``tf.function`` instead; folders go in batches.
 """
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -13,7 +14,6 @@ from .dataset import collect_image_files
 from .errors import ImageError
 from .images import load_image
 from .tta import mode_of as tta_mode_of, tta_logits
-
 
 UNKNOWN_TEXT = "none of my classes"
 LOW_CONFIDENCE = "low confidence"
@@ -67,7 +67,7 @@ class Prediction:
         data = {
             "path": self.path,
             "label": self.label,
-            "confidence": round(float(self.confidence), 6),
+            "confidence": round(float(cast(float, self.confidence)), 6),  # set when error is None
             "top_k": [{"label": label, "probability": round(float(p), 6)} for label, p in self.top_k],
             "unknown": bool(self.unknown),
             "verdict": self.verdict,
@@ -76,7 +76,7 @@ class Prediction:
             data["unknown_threshold"] = round(float(self.unknown_threshold), 6)
         if self.ood_score is not None:
             data["ood_score"] = round(float(self.ood_score), 6)
-            data["ood_threshold"] = round(float(self.ood_threshold), 6)
+            data["ood_threshold"] = round(float(cast(float, self.ood_threshold)), 6)  # set with the score
         return data
 
 
@@ -217,8 +217,9 @@ class Predictor:
     def predict_paths(self, inputs, top_k=3, on_progress=None, stop_event=None):
         """Classify files and folders; every input gets a result or its own error."""
         paths = collect_image_files(inputs)
-        results = [None] * len(paths)
-        pending_index, pending_pixels = [], []
+        results: list[Prediction | None] = [None] * len(paths)
+        pending_index: list[int] = []
+        pending_pixels: list[np.ndarray] = []
 
         def flush():
             if not pending_pixels:

@@ -6,7 +6,9 @@ exported model needs no code from this app. The last two layers are always ``log
 (Dense) and ``probabilities`` (Softmax), which calibration and heat maps rely on.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -342,6 +344,7 @@ def build_transfer(num_classes, image_size, backbone_name, weights="imagenet", h
             local weights file, or None for random initialisation (tests only).
     """
     keras = keras_module()
+    constructor: Callable[..., Any]
     if backbone_name == "EfficientNetLite0":
         from .efficientnet_lite import efficientnet_lite0 as constructor
     else:

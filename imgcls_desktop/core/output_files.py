@@ -41,7 +41,8 @@ def lock_file_for(path):
     return path.with_name(f".{path.name}.lock")
 
 
-def locks_supported():
+def locks_supported() -> bool:
+    """Whether :func:`output_lock` really locks here (``fcntl``: not on Windows)."""
     return fcntl is not None
 
 

@@ -121,7 +121,8 @@ def _remember(key, result):
             _cache.popitem(last=False)
 
 
-def clear_cache():
+def clear_cache() -> None:
+    """Forget the decoded sets kept in memory (tests; the disk cache is kept)."""
     with _cache_lock:
         _cache.clear()
 

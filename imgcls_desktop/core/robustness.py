@@ -43,17 +43,20 @@ def gaussian_blur(relative_radius=1 / 32, name="blur"):
     return Corruption(name, f"blur ({relative_radius:.3g} of the side)", blur)
 
 
-def brightness(factor, name):
+def brightness(factor, name) -> Corruption:
+    """Brightness times ``factor`` (above 1 brighter, below 1 darker)."""
     return Corruption(name, f"brightness x{factor:g}",
                       lambda image, _index: ImageEnhance.Brightness(image).enhance(factor))
 
 
-def contrast(factor, name="contrast"):
+def contrast(factor, name="contrast") -> Corruption:
+    """Contrast times ``factor`` (below 1: flatter)."""
     return Corruption(name, f"contrast x{factor:g}",
                       lambda image, _index: ImageEnhance.Contrast(image).enhance(factor))
 
 
-def jpeg(quality=20, name="jpeg"):
+def jpeg(quality=20, name="jpeg") -> Corruption:
+    """A JPEG round trip at ``quality`` (1-95)."""
     def compress(image, _index):
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=quality)
@@ -72,7 +75,8 @@ def rotation(degrees=10.0, name="rotate"):
     return Corruption(name, f"rotation ±{degrees:g}°", rotate)
 
 
-def downscale(factor=2, name="downscale"):
+def downscale(factor=2, name="downscale") -> Corruption:
+    """Shrunk by ``factor`` and enlarged back: the detail of a smaller photo."""
     def shrink(image, _index):
         # int(a / b), not a // b: the same for whole factors, and 1.5 gives whole pixels too.
         small = image.resize((max(1, int(image.width / factor)), max(1, int(image.height / factor))),
@@ -84,7 +88,7 @@ def downscale(factor=2, name="downscale"):
 # The one definition of the corruptions: family -> (factory, one argument per severity,
 # mild to harsh). The window checks every severity (graded_corruptions); `imgcls robustness`
 # applies the middle one of each family (DEFAULT_CORRUPTIONS), a column of the window's table.
-SEVERITIES = {
+SEVERITIES: dict[str, tuple[Callable[..., Corruption], tuple[float, ...]]] = {
     "blur": (gaussian_blur, (1 / 64, 1 / 32, 1 / 16)),
     "brighter": (brightness, (1.25, 1.5, 2.0)),
     "darker": (brightness, (0.75, 0.5, 0.25)),

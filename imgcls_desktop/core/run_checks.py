@@ -69,7 +69,7 @@ class MemoryEstimate:
     def largest_part(self):
         parts = {"decoded images": self.decoded_bytes, "preparation": self.preparation_bytes,
                  "training step": self.training_bytes}
-        return max(parts, key=parts.get)
+        return max(parts, key=lambda name: parts[name])
 
 
 def check_training_run(config, dataset=None, *, available_bytes=None, free_disk_bytes=None):

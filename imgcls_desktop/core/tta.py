@@ -27,7 +27,8 @@ def mode_of(metadata):
     return mode if mode in MODES else None
 
 
-def views_per_image(mode):
+def views_per_image(mode) -> int:
+    """How many views test-time augmentation ``mode`` predicts per image (1 without it)."""
     return 2 * len(_VIEWS[mode]) if mode else 1
 
 

@@ -3,8 +3,13 @@
 import numpy as np
 import pytest
 
-from imgcls_desktop.core.calibration import (MIN_TEMPERATURE, expected_calibration_error,
-                                             fit_temperature, fit_unknown_threshold, softmax)
+from imgcls_desktop.core.calibration import (
+    MIN_TEMPERATURE,
+    expected_calibration_error,
+    fit_temperature,
+    fit_unknown_threshold,
+    softmax,
+)
 
 
 def _calibrated_logits(n=4000, classes=4, seed=0):

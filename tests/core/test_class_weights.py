@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
-from synthetic import make_shapes_dataset
 
 from imgcls_desktop.core.dataset import scan_dataset
 from imgcls_desktop.core.pipeline import decode_items
 from imgcls_desktop.core.training import TrainingConfig, train
+
+from synthetic import make_shapes_dataset
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,17 @@ from pathlib import Path
 import pytest
 
 from imgcls_desktop.core import data_fixes
-from imgcls_desktop.core.data_fixes import (journal_entries, journal_path, move_to_class, quarantine,
-                                            undo, undoable_entries)
+from imgcls_desktop.core.data_fixes import (
+    journal_entries,
+    journal_path,
+    move_to_class,
+    quarantine,
+    undo,
+    undoable_entries,
+)
 from imgcls_desktop.core.dataset import scan_dataset
 from imgcls_desktop.core.errors import DatasetError, ImageError, ImgclsError
+
 from synthetic import make_shapes_dataset
 
 REPO = Path(__file__).resolve().parents[2]

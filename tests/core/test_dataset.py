@@ -10,8 +10,15 @@ import pytest
 from PIL import Image
 
 from imgcls_desktop.core.dataset import (
-    DatasetScan, ImageItem, Problem, ScanCancelled, check_trainable, collect_image_files, scan_dataset,
-    split_train_validation)
+    DatasetScan,
+    ImageItem,
+    Problem,
+    ScanCancelled,
+    check_trainable,
+    collect_image_files,
+    scan_dataset,
+    split_train_validation,
+)
 from imgcls_desktop.core.errors import DatasetError, ImgclsError
 from tests.synthetic import make_shapes_dataset
 

@@ -12,9 +12,14 @@ import numpy as np
 import pytest
 
 from imgcls_desktop.core import efficientnet_lite
-from imgcls_desktop.core.efficientnet_lite import (WEIGHTS_SHA256, assign_weights, build_efficientnet_lite0,
-                                                   efficientnet_lite0, load_weights_arrays,
-                                                   shipped_weights_path)
+from imgcls_desktop.core.efficientnet_lite import (
+    WEIGHTS_SHA256,
+    assign_weights,
+    build_efficientnet_lite0,
+    efficientnet_lite0,
+    load_weights_arrays,
+    shipped_weights_path,
+)
 from imgcls_desktop.core.errors import WeightsUnavailableError
 from imgcls_desktop.resources import sample_dataset_path
 

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from objects import CLASS_COLOURS, OBJECT, SIZE, make_object_image
 from PIL import Image
 
 from imgcls_desktop.core.explain import explain, grad_cam, overlay
+
+from objects import CLASS_COLOURS, OBJECT, SIZE, make_object_image
 
 
 def _held_out(count, seed):

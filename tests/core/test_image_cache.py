@@ -1,7 +1,6 @@
 """The disk cache of decoded images: same pixels as memory, reused, rebuilt when torn."""
 
 import numpy as np
-import pytest
 
 from imgcls_desktop.core import image_cache, pipeline
 from imgcls_desktop.core.dataset import scan_dataset

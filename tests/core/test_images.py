@@ -11,7 +11,14 @@ from PIL import Image
 from imgcls_desktop.core import images
 from imgcls_desktop.core.errors import ImageError
 from imgcls_desktop.core.images import (
-    ALLOWED_FORMATS, MAX_PIXELS, SUPPORTED_EXTENSIONS, is_ignored_name, load_image, open_image, validate_image)
+    ALLOWED_FORMATS,
+    MAX_PIXELS,
+    SUPPORTED_EXTENSIONS,
+    is_ignored_name,
+    load_image,
+    open_image,
+    validate_image,
+)
 
 
 def _rgb(path, size=(24, 16), colour=(200, 30, 60), **save_options):

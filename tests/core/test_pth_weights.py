@@ -10,8 +10,7 @@ import types
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from imgcls_desktop.core.errors import WeightsUnavailableError
 from imgcls_desktop.core.pth_weights import MAGIC_NUMBER, PROTOCOL_VERSION, read_state_dict

@@ -101,8 +101,8 @@ def test_lookahead_moves_the_weights_to_their_running_average():
 def test_batchnorm_biases_take_the_scaled_learning_rate():
     import dataclasses
 
-    from imgcls_desktop.core.models import PRESETS, build_fast_cnn
     from imgcls_desktop.core.fit_loop import optimizer
+    from imgcls_desktop.core.models import PRESETS, build_fast_cnn
 
     keras = keras_module()
     rng = np.random.default_rng(0)

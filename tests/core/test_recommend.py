@@ -6,10 +6,17 @@ import pytest
 from PIL import Image
 
 from imgcls_desktop.core.dataset import scan_dataset
-from imgcls_desktop.core.recommend import (MACHINE_SPEEDS, MAX_VALIDATION_IMAGES, Recommendation,
-                                           machine_speed, median_image_size, recommend,
-                                           recommended_validation_split)
+from imgcls_desktop.core.recommend import (
+    MACHINE_SPEEDS,
+    MAX_VALIDATION_IMAGES,
+    Recommendation,
+    machine_speed,
+    median_image_size,
+    recommend,
+    recommended_validation_split,
+)
 from imgcls_desktop.resources import sample_dataset_path
+
 from synthetic import make_shapes_dataset
 
 AVX2 = {"isa": "avx2", "cores": 2, **MACHINE_SPEEDS["avx2"]}

@@ -6,7 +6,13 @@ from PIL import Image
 from imgcls_desktop.core.dataset import scan_dataset
 from imgcls_desktop.core.model_io import load_model
 from imgcls_desktop.core.robustness import (
-    DEFAULT_CORRUPTIONS, Corruption, format_table, gaussian_blur, robustness_figure, robustness_report)
+    DEFAULT_CORRUPTIONS,
+    Corruption,
+    format_table,
+    gaussian_blur,
+    robustness_figure,
+    robustness_report,
+)
 
 
 def test_report_has_every_corruption_and_class(trained, shapes_split_dataset):

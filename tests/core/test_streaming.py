@@ -28,7 +28,7 @@ def test_over_budget_sets_stream_exactly_the_decoded_pixels(shapes_dataset, over
     np.testing.assert_array_equal(images[3], load_image(items[3].path, (24, 24)))
     dataset = pipeline.make_dataset(images, labels, 3, 8, shuffle=True, seed=1, epochs=1)
     seen = 0
-    for x, y in dataset:
+    for x, _y in dataset:
         seen += len(x)
         first = np.asarray(x[0]).astype(np.uint8)
         # every streamed image is one of the set's, decoded the way prediction decodes

@@ -5,9 +5,10 @@ import shutil
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QListWidget, QProgressBar, QPushButton, QTableWidget, QTreeWidget
-from synthetic import make_shapes_dataset
 
 from imgcls_desktop.gui.dataset_browser import DatasetBrowser
+
+from synthetic import make_shapes_dataset
 
 PER_CLASS = 12
 

@@ -5,12 +5,13 @@ import shutil
 import pytest
 from PIL import Image
 from PySide6.QtWidgets import QTableWidget
-from synthetic import make_shapes_dataset
 
 from imgcls_desktop.core.dataset import scan_dataset
 from imgcls_desktop.core.doctor import class_weights
 from imgcls_desktop.gui.doctor_view import DoctorView
 from imgcls_desktop.gui.main_window import TAB_DATASET, TAB_TRAIN
+
+from synthetic import make_shapes_dataset
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 import io
 import json
 
-import pytest
 from PySide6.QtWidgets import QPushButton
 
 from imgcls_desktop.core.training import TrainingConfig

@@ -2,13 +2,14 @@
 
 import numpy as np
 import pytest
-from objects import CLASS_COLOURS, OBJECT, SIZE
-from objects import make_object_image as _object_image
 from PIL import Image
 from PySide6.QtGui import QImage
 
 from imgcls_desktop.gui.prediction_pane import PREVIEW_SIZE, PredictionPane
 from imgcls_desktop.gui.self_test import drop_files
+
+from objects import CLASS_COLOURS, OBJECT, SIZE, make_object_image as _object_image
+
 
 @pytest.fixture
 def held_out(tmp_path):

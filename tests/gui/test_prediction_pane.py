@@ -7,8 +7,13 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QLabel
 
-from imgcls_desktop.gui.prediction_pane import (NO_MODEL_TEXT, REMOTE_URL_ERROR, TRAINING_TEXT,
-                                                PredictionPane, PredictionRow)
+from imgcls_desktop.gui.prediction_pane import (
+    NO_MODEL_TEXT,
+    REMOTE_URL_ERROR,
+    TRAINING_TEXT,
+    PredictionPane,
+    PredictionRow,
+)
 
 
 @pytest.fixture(scope="module")

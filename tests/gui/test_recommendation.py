@@ -7,6 +7,7 @@ from imgcls_desktop.core.dataset import scan_dataset
 from imgcls_desktop.core.training import TrainingConfig
 from imgcls_desktop.gui.main_window import TAB_DATASET, TAB_TRAIN
 from imgcls_desktop.gui.training_panel import TrainingPanel
+
 from synthetic import make_shapes_dataset
 
 

@@ -6,8 +6,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from imgcls_desktop.core.robustness import SEVERITIES
-from imgcls_desktop.gui.robustness_view import (FIXED_COLUMNS, NO_MODEL_TEXT, TRAINING_TEXT, RobustnessView,
-                                                drop_colour)
+from imgcls_desktop.gui.robustness_view import FIXED_COLUMNS, NO_MODEL_TEXT, TRAINING_TEXT, RobustnessView, drop_colour
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +185,7 @@ def test_graded_corruptions_bracket_the_default_check():
 
 def test_a_dataset_with_classes_the_model_lacks_is_explained(view, loaded, tmp_path, qtbot, error_dialogs):
     from imgcls_desktop.core.dataset import scan_dataset
+
     from synthetic import make_shapes_dataset
 
     other = scan_dataset(make_shapes_dataset(tmp_path / "four", num_classes=4, per_class=6, layout="split",

@@ -4,7 +4,6 @@ The guard against dangling QThreads and jobs, and ``error_dialogs``, live in tes
 """
 
 import pytest
-
 from hostile_inputs import save_tiny_model
 
 

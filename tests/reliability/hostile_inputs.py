@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-
 # -- images ---------------------------------------------------------------------------------
 
 def _png_chunk(kind, data):

@@ -7,12 +7,13 @@ patched.
 """
 
 import pytest
-from synthetic import make_shapes_dataset
 
 from imgcls_desktop.cli import main
 from imgcls_desktop.core import training
 from imgcls_desktop.core.errors import TrainingError
 from imgcls_desktop.core.training import TrainingConfig
+
+from synthetic import make_shapes_dataset
 
 
 class DecodingStarted(Exception):

@@ -10,7 +10,6 @@ import json
 import logging
 
 import numpy as np
-import pytest
 
 from imgcls_desktop.core import image_cache, pipeline
 from imgcls_desktop.core.dataset import scan_dataset

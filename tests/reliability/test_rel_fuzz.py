@@ -13,7 +13,6 @@ import io
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,12 @@ from hostile_inputs import read_members, tiny_model, write_members
 from PIL import Image
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    HealthCheck,
+    given,
+    settings,
+    strategies as st,  # noqa: E402
+)
 
 try:  # keep hypothesis' cache out of the working tree
     from hypothesis.configuration import set_hypothesis_home_dir
@@ -34,8 +37,7 @@ except ImportError:
 
 from imgcls_desktop.core.dataset import SPLIT_FOLDER_KEYS, scan_dataset  # noqa: E402
 from imgcls_desktop.core.errors import DatasetError, ImageError, ModelFileError  # noqa: E402
-from imgcls_desktop.core.images import (  # noqa: E402
-    MAX_PIXELS, SUPPORTED_EXTENSIONS, is_ignored_name, validate_image)
+from imgcls_desktop.core.images import MAX_PIXELS, SUPPORTED_EXTENSIONS, is_ignored_name, validate_image  # noqa: E402
 from imgcls_desktop.core.model_io import check_model_file, save_model  # noqa: E402
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
@@ -166,9 +168,9 @@ def test_check_model_file_deeply_nested_config(keras_bytes, tmp_path):
 
 # -- the dataset scanner ----------------------------------------------------------------------
 
-names = st.sampled_from(["cat", "Dog", "train", "test", "VAL", "ünï cødé", "a b", ".hidden", "._x.jpg", "Thumbs.db", ".DS_Store",
-                         "__MACOSX", "x.jpg", "y.PNG", "z.webp", "notes.txt", "noext", "data.jpeg", "q.tif",
-                         "long" + "n" * 120 + ".png"])
+names = st.sampled_from(["cat", "Dog", "train", "test", "VAL", "ünï cødé", "a b", ".hidden", "._x.jpg", "Thumbs.db",
+                         ".DS_Store", "__MACOSX", "x.jpg", "y.PNG", "z.webp", "notes.txt", "noext", "data.jpeg",
+                         "q.tif", "long" + "n" * 120 + ".png"])
 contents = st.sampled_from(["good", "empty", "garbage", "truncated"])
 trees = st.recursive(contents, lambda children: st.dictionaries(names, children, min_size=1, max_size=4),
                      max_leaves=12).filter(lambda tree: isinstance(tree, dict))

@@ -15,16 +15,22 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
 from imgcls_desktop.cli import main
-from imgcls_desktop.core.data_fixes import (journal_entries, journal_path, move_to_class, quarantine, undo,
-                                            undoable_entries)
+from imgcls_desktop.core.data_fixes import (
+    journal_entries,
+    journal_path,
+    move_to_class,
+    quarantine,
+    undo,
+    undoable_entries,
+)
 from imgcls_desktop.core.errors import ImgclsError
-from synthetic import make_shapes_dataset
+
 from filesystem import snapshot
+from synthetic import make_shapes_dataset
 
 needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32",
                                     reason="needs POSIX symlinks")
@@ -86,7 +92,7 @@ def _outside_spellings(outside, root):
 
 
 def test_undo_never_moves_an_outside_file_in(root, outside, capsys, caplog):
-    for name, spelling in _outside_spellings(outside, root).items():
+    for spelling in _outside_spellings(outside, root).values():
         plant(root, *done_move(f"b-{len(spelling)}", "circle/stolen.png", spelling))
     before = snapshot(outside)
     assert undo(root) is None, "a planted entry was taken for a move to undo"

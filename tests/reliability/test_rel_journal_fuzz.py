@@ -18,8 +18,12 @@ from pathlib import Path
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    HealthCheck,
+    given,
+    settings,
+    strategies as st,  # noqa: E402
+)
 
 try:  # keep hypothesis' cache out of the working tree
     from hypothesis.configuration import set_hypothesis_home_dir
@@ -29,11 +33,18 @@ except ImportError:
     pass
 
 from imgcls_desktop.core import data_fixes  # noqa: E402
-from imgcls_desktop.core.data_fixes import (journal_entries, journal_path, move_to_class, quarantine,  # noqa: E402
-                                            undo, undoable_entries)
+from imgcls_desktop.core.data_fixes import (  # noqa: E402
+    journal_entries,
+    journal_path,
+    move_to_class,
+    quarantine,
+    undo,
+    undoable_entries,
+)
 from imgcls_desktop.core.errors import ImgclsError  # noqa: E402
-from synthetic import make_shapes_dataset  # noqa: E402
+
 from filesystem import snapshot  # noqa: E402
+from synthetic import make_shapes_dataset  # noqa: E402
 
 needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32",
                                     reason="needs POSIX symlinks")

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 from hostile_inputs import tiny_model
-from synthetic import make_shapes_dataset
-from unprivileged import python_as_nobody
 
 from imgcls_desktop.cli import main
 from imgcls_desktop.core import training
 from imgcls_desktop.core.errors import ModelFileError
 from imgcls_desktop.core.model_io import remove_stale_temp_files, save_model
+
+from synthetic import make_shapes_dataset
+from unprivileged import python_as_nobody
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -161,8 +162,7 @@ def test_the_lock_is_released_and_its_file_removed(tmp_path):
 
 def test_a_model_overwritten_by_another_run_is_detected_by_the_history(capsys, trained, tmp_path):
     from imgcls_desktop.core.errors import ImgclsError
-    from imgcls_desktop.core.history import (assign_run_id, load_run, model_status, record_run,
-                                             run_model_path)
+    from imgcls_desktop.core.history import assign_run_id, load_run, model_status, record_run, run_model_path
     from imgcls_desktop.core.model_io import read_run_id
 
     result, _ = trained

@@ -17,6 +17,7 @@ from imgcls_desktop.core import dataset as dataset_module
 from imgcls_desktop.core.data_fixes import dataset_class_names, move_to_class
 from imgcls_desktop.core.dataset import scan_dataset
 from imgcls_desktop.core.errors import ImageError
+
 from synthetic import make_shapes_dataset
 
 REPO = Path(__file__).resolve().parents[2]

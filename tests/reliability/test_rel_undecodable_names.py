@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 from hostile_inputs import write_image
-from synthetic import make_shapes_dataset
 
 from imgcls_desktop.cli import main
 from imgcls_desktop.core.errors import ImgclsError
+
+from synthetic import make_shapes_dataset
 
 BAD = b"bad\xff\xfe.png"
 SHOWN = "bad\\xff\\xfe.png"
