@@ -77,6 +77,13 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["--engine"]:
+        # The frozen app's engine process (engine.launch_command): no window, no Qt, the
+        # protocol on stdin/stdout until the window closes the pipe.
+        from .engine.server import main as engine_main
+
+        return engine_main()
     from .frozen import prepare_process
 
     prepare_process()  # before anything prints or parses argv: stdout/stderr may be None

@@ -135,7 +135,24 @@ _mislabel_searches = {}  # one real search per dataset content and settings, for
 
 
 @pytest.fixture
-def shared_mislabel_search(monkeypatch):
+def in_process_engine():
+    """The window's engine served on a thread of the test process, for this test.
+
+    The window normally runs TensorFlow in an engine process, where a test's monkeypatches
+    of core cannot reach. This serves the same task registry over the same protocol on a
+    thread instead, so patched core functions apply. Yields the ``EngineClient``.
+    """
+    from imgcls_desktop.engine.client import EngineClient, set_shared_client
+
+    client = EngineClient(in_thread=True)
+    previous = set_shared_client(client)
+    yield client
+    set_shared_client(previous)
+    client.close(60)
+
+
+@pytest.fixture
+def shared_mislabel_search(monkeypatch, in_process_engine):
     """``find_mislabels``, run for real once per dataset content and settings in the session.
 
     The core test, ``imgcls doctor --mislabels`` and the window's doctor search the same
@@ -189,7 +206,7 @@ def shared_mislabel_search(monkeypatch):
 @pytest.fixture(scope="session")
 def object_model(tmp_path_factory):
     """A model that tells the colour of a square on noise (``objects.py``), for Grad-CAM."""
-    from imgcls_desktop.core.model_io import from_training
+    from imgcls_desktop.core.model_io import from_training, save_model
     from imgcls_desktop.core.training import TrainingConfig, train
 
     from objects import make_object_dataset
@@ -197,11 +214,14 @@ def object_model(tmp_path_factory):
     root = make_object_dataset(tmp_path_factory.mktemp("objects"), per_class=80, seed=11)
     config = TrainingConfig(preset="tutorial_cnn", epochs=15, batch_size=16, learning_rate=2e-3,
                             seed=5, early_stopping_patience=None)
-    return from_training(train(root, config))
+    result = train(root, config)
+    # Saved too: the window's engine loads models by path.
+    path = save_model(result.model, tmp_path_factory.mktemp("object_model") / "objects.keras", result.metadata)
+    return from_training(result, path=path)
 
 
 @pytest.fixture
-def batch_clock(monkeypatch):
+def batch_clock(monkeypatch, in_process_engine):
     """Training's clock, moved on ``seconds_per_batch`` (default 1.0) at each batch.
 
     A time-budget run then stops after the same batch on any machine, however busy:
@@ -379,6 +399,7 @@ def window(qtbot):
     from imgcls_desktop.gui.main_window import MainWindow
 
     window = MainWindow()
+    window.keeps_engine_running = True  # one engine process for the test session
     qtbot.addWidget(window)
     window._confirm_close_during_training = lambda: True
     yield window

@@ -55,9 +55,10 @@ def _relative(path, root):
 
 
 def _search_mislabels(scan, folds, epochs, on_progress=None, stop_event=None):
-    from ..core.mislabels import find_mislabels  # on the worker: it imports TensorFlow
+    from . import engine
 
-    return find_mislabels(scan, folds=folds, epochs=epochs, on_progress=on_progress, stop_event=stop_event)
+    # The fold models train in the engine process.
+    return engine.find_mislabels(scan, folds, epochs, on_progress=on_progress, stop_event=stop_event)
 
 
 def _check(scan, on_progress=None, stop_event=None):

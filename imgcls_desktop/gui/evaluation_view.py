@@ -58,10 +58,11 @@ HEAT_MAP_PIXELS = 320
 
 def _heat_map(loaded, path):
     """Grad-CAM of one image over the image itself (a worker job: it runs the model)."""
-    from ..core.explain import explain, overlay_for_display
+    from ..core.explain import overlay_for_display
     from ..core.images import open_image
+    from . import engine
 
-    explanation = explain(loaded, path)
+    explanation = engine.explain(loaded, path)  # Grad-CAM runs in the engine process
     confidence = float(explanation.probabilities[explanation.predicted_index])
     # The original is decoded here too: a large photo would stall the GUI thread.
     original = np.asarray(fit_thumbnail(open_image(path), HEAT_MAP_PIXELS))

@@ -99,7 +99,8 @@ class RunRecorder(QObject):
 
     def _is_fresh_model_current(self):
         loaded = self.window.state.loaded if self.window is not None else None
-        return self.fresh is not None and loaded is not None and loaded.model is self.fresh.result.model
+        # The fresh result's model is the very handle the window adopted (session.ModelHandle).
+        return self.fresh is not None and loaded is not None and loaded is self.fresh.result.model
 
     @Slot()
     def _on_training_started(self):
@@ -112,6 +113,9 @@ class RunRecorder(QObject):
         self.flush_pending(wait=False)
         scan = self.window.scan
         self.fresh = _Fresh(result, scan)
+        # The engine saved the model before answering: the run can name its file at once.
+        saved = getattr(result.model, "path", None)
+        self.fresh.path = str(saved) if saved else None
         try:
             nothing_held_out = scan is None or not evaluation_items(scan, result.metadata).items
         except Exception:  # noqa: BLE001 - a scan that cannot be split: record without
@@ -135,7 +139,7 @@ class RunRecorder(QObject):
 
     @Slot(object)
     def _on_model_changed(self, loaded):
-        if self.fresh is not None and (loaded is None or loaded.model is not self.fresh.result.model):
+        if self.fresh is not None and (loaded is None or loaded is not self.fresh.result.model):
             self.flush_pending(wait=False)
             self.fresh = None
 

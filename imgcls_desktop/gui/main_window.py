@@ -34,16 +34,15 @@ TAB_DATASET, TAB_TRAIN, TAB_EVALUATE, TAB_PREDICT = range(4)
 
 
 def _load_engine():
-    from ..core.backend import versions
-    from ..core.distribute import machine_sentence
+    from . import engine
 
-    return {**versions(), "devices": machine_sentence()}  # "CPU, 2 cores" (issue 14)
+    return engine.load_engine()  # versions, and "CPU, 2 cores" (issue 14), from the engine process
 
 
 def _export(loaded, path, format):
-    from ..core.export import export_and_verify
+    from . import engine
 
-    return export_and_verify(loaded, path, format)
+    return engine.export(loaded, path, format)
 
 
 EXPORT_FORMATS = {  # format -> (what the chooser shows, file filter or None for a folder)
@@ -75,11 +74,13 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{APP_NAME} — image classifier trainer")
         self.setAcceptDrops(True)
         self.jobs = JobRunner(self)
-        self.scan = None
+        from .session import Session
+
+        self.session = Session()  # the open dataset and the current model, Qt-free (issue 15)
         self._data_fix_rescan_pending = False  # fixing the data: one rescan per burst of moves
         self._retrain_root = None  # the folder whose rescan starts training (Retrain on corrected folder)
         self.versions = None
-        self.state = ModelState(self, self.jobs)
+        self.state = ModelState(self, self.jobs, self.session)
 
         self.tabs = QTabWidget(self)
         self.tabs.setObjectName("mainTabs")
@@ -108,6 +109,15 @@ class MainWindow(QMainWindow):
         self._connect()
         self.history.attach(self)  # records every training run of this window
         self._restore_settings()
+
+    @property
+    def scan(self):
+        """The open dataset's scan (``session.scan``), or None."""
+        return self.session.scan
+
+    @scan.setter
+    def scan(self, scan):
+        self.session.set_scan(scan)
 
     # -- construction -------------------------------------------------------------------
     def _action(self, text, slot, shortcut=None, tip=""):
@@ -200,8 +210,13 @@ class MainWindow(QMainWindow):
         """Begin the work a fresh window does: load the engine, open a dataset."""
         from ..core.model_io import remove_stale_temp_files
 
+        from . import engine
+
         # Temp files of a save that a crash interrupted: hidden, never loaded, now removed.
         remove_stale_temp_files(user_data_dir() / "models")
+        # The engine process starts now and imports TensorFlow there, while the window is
+        # already usable; the versions job below returns once it has.
+        engine.start_in_background()
         self.engine_label.setText("Loading engine…")
         self.jobs.start(Job(_load_engine, uses_engine=True), on_success=self._on_engine_loaded,
                         on_failure=self._on_engine_failed)
@@ -651,12 +666,23 @@ class MainWindow(QMainWindow):
         self.robustness.cancel()
         self.browser.stop_background_work()
         self.jobs.wait(60000)
+        self.shutdown_engine()
         store = settings.settings()
         store.setValue(settings.GEOMETRY, self.saveGeometry())
         store.setValue(settings.WINDOW_STATE, self.saveState())
         store.setValue(settings.CURRENT_TAB, self.tabs.currentIndex())
         settings.save_json(settings.TRAINING_CONFIG, self.training.config().to_dict())
         event.accept()
+
+    def shutdown_engine(self, timeout=10.0):
+        """Stop the engine process: a shutdown message, then a deadline, then a kill."""
+        from . import engine
+
+        if self.keeps_engine_running:
+            return True
+        return engine.shutdown(timeout)
+
+    keeps_engine_running = False  # tests share one engine between windows
 
     def window_icon_path(self):
         return resource_path("icon.png")

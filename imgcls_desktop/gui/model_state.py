@@ -1,37 +1,35 @@
-"""The current model of the window: open, adopt after training, autosave, save as, evaluate.
+"""The current model of the window: open, adopt after training, save as, evaluate.
 
-Every file and TensorFlow operation runs as a background job; this object turns their
-results into signals the window and its views listen to.
+Every model operation runs in the engine process, called from a background job; this
+object turns their results into signals the window and its views listen to. The model
+itself is a :class:`session.ModelHandle` (its file and metadata) held by the window's
+:class:`session.Session`.
 """
 
-import time
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from ..resources import user_data_dir
 from .error_dialog import show_exception
 from .jobs import Job
 
 
 def _load(path):
-    from ..core.model_io import load_model
+    from . import engine
 
-    return load_model(path)
+    return engine.open_model(path)
 
 
-def _save(model, path, metadata):
-    from ..core.model_io import save_model
+def _save(model, path):
+    from . import engine
 
-    return save_model(model, path, metadata)
+    return engine.save_model(model, path)
 
 
 def _evaluate(loaded, items, class_names, split, on_progress=None, stop_event=None):
-    from ..core.evaluation import evaluate_items
+    from . import engine
 
-    report = evaluate_items(loaded, items, class_names, on_progress=on_progress, stop_event=stop_event)
-    report.split = split
-    return report
+    return engine.evaluate(loaded, items, class_names, split, on_progress=on_progress, stop_event=stop_event)
 
 
 def evaluation_items(scan, metadata):
@@ -51,12 +49,19 @@ class ModelState(QObject):
     evaluation_finished = Signal(object)
     message = Signal(str)
 
-    def __init__(self, window, jobs):
+    def __init__(self, window, jobs, session=None):
         super().__init__(window)
+        from .session import Session
+
         self.window = window
         self.jobs = jobs
-        self.loaded = None
+        self.session = session if session is not None else Session()
         self.autosaved_path = None
+
+    @property
+    def loaded(self):
+        """The current model (a ``session.ModelHandle``), or None."""
+        return self.session.model
 
     # -- open -----------------------------------------------------------------------
     def open(self, path):
@@ -74,31 +79,26 @@ class ModelState(QObject):
         show_exception(self.window, "Could not open the model", exc, details)
 
     def set_loaded(self, loaded):
-        self.loaded = loaded
+        self.session.set_model(loaded)
         self.model_changed.emit(loaded)
 
     # -- after training -------------------------------------------------------------
-    def adopt_training_result(self, result, scan, config):
-        """Make a fresh model current, autosave it (nothing is lost), and evaluate it."""
-        from ..core.history import assign_run_id
-        from ..core.model_io import from_training
+    def adopt_training_result(self, result, scan, config=None):
+        """Make a fresh model current and evaluate it; the engine already saved it.
 
-        assign_run_id(result)  # the saved file names its run; the history records the same id
-        folder = user_data_dir() / "models"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{result.metadata.get('preset', 'model')}.keras"
-        loaded = from_training(result, path=None)
-        self.set_loaded(loaded)
-        self.jobs.start(Job(_save, result.model, path, result.metadata, uses_engine=True),
-                        on_success=self._on_autosaved, on_failure=self._on_save_failed)
+        ``result.model`` is the handle of the file the engine wrote in the user's data
+        folder (with the run id stamped in, ``core.history.assign_run_id``), so nothing is
+        lost if the window or the engine dies from here on.
+        """
+        self.session.adopt(result)
+        self.model_changed.emit(result.model)
+        self._on_autosaved(str(result.model.path))
         if scan is not None:
             self.evaluate(scan, config)
 
     @Slot(object)
     def _on_autosaved(self, path):
         self.autosaved_path = Path(path)
-        if self.loaded is not None and self.loaded.path is None:
-            self.loaded.path = self.autosaved_path
         self.message.emit(f"Model kept in {path} — use Model ▸ Save model as… to choose a place")
         self.model_saved.emit(str(path))
 
@@ -107,13 +107,13 @@ class ModelState(QObject):
         if self.loaded is None:
             return
         self.message.emit(f"Saving {path}…")
-        self.jobs.start(Job(_save, self.loaded.model, path, self.loaded.metadata, uses_engine=True),
+        self.jobs.start(Job(_save, self.loaded, path, uses_engine=True),
                         on_success=self._on_saved, on_failure=self._on_save_failed)
 
     @Slot(object)
     def _on_saved(self, path):
         if self.loaded is not None:
-            self.loaded.path = Path(path)
+            self.loaded.path = Path(path)  # the engine loads the model from here from now on
         self.message.emit(f"Saved {path}")
         self.model_saved.emit(str(path))
 

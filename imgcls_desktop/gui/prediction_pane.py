@@ -54,13 +54,17 @@ def _split_urls(mime):
 
 
 def _classify_batch(loaded, predictor, paths, thumbnail_size):
-    """Worker side: build (once) and warm the predictor, classify, decode thumbnails."""
-    if predictor is None:
-        from ..core.inference import Predictor
+    """Worker side: have the engine build (once) and warm the predictor, classify, decode thumbnails.
 
-        predictor = Predictor(loaded)
-        predictor.warm_up()
-    predictions = predictor.predict_paths(paths, top_k=TOP_K) if paths else []
+    ``predictor`` is True once the engine has warmed this model up (the predictor itself
+    lives in the engine process, cached with the model).
+    """
+    from . import engine
+
+    if not predictor:
+        engine.warm_up(loaded)
+        predictor = True
+    predictions = engine.predict(loaded, paths, top_k=TOP_K) if paths else []
     thumbnails = load_thumbnails([p.path for p in predictions if p.ok], thumbnail_size)
     return loaded, predictor, predictions, thumbnails
 
@@ -90,18 +94,22 @@ def _qimage(pixels):
 def _explain_batch(generation, loaded, paths, thumbnail_size, preview_size):
     """Worker side: ``(generation, {path: HeatMap})``; a failing file gets its own error."""
     from ..core.errors import ImgclsError
-    from ..core.explain import explain, overlay
+    from ..core.explain import overlay
     from ..core.images import open_image
+    from . import engine
+    from ..engine.client import EngineCrashed
 
     heat_maps = {}
     for path in paths:
         try:
-            explanation = explain(loaded, path)
+            explanation = engine.explain(loaded, path)
             image = open_image(path)
             heat_maps[path] = HeatMap(
                 label=explanation.label, heat=explanation.heat,
                 thumbnail=_qimage(overlay(np.asarray(fit_thumbnail(image, thumbnail_size)), explanation.heat)),
                 preview=_qimage(overlay(np.asarray(fit_thumbnail(image, preview_size)), explanation.heat)))
+        except EngineCrashed:
+            raise  # the whole job fails with the engine's one message
         except ImgclsError as exc:
             heat_maps[path] = HeatMap(error=str(exc))
         except Exception as exc:  # one odd file must not cost the others their maps

@@ -37,14 +37,11 @@ def _name(widget, name):
 
 def _check(loaded, items, class_names, split, corruptions=None, on_progress=None, stop_event=None):
     """Worker side: the robustness report of ``items``, with the split it was taken from."""
-    from ..core.robustness import graded_corruptions, robustness_report
+    from . import engine
 
-    if corruptions is None:
-        corruptions = graded_corruptions()
-    report = robustness_report(loaded, items, class_names, corruptions,
-                               on_progress=on_progress, stop_event=stop_event)
-    report["split"] = split
-    return report
+    # The corruptions cross by name (None: every graded one); the engine runs the model.
+    return engine.robustness(loaded, items, class_names, split, corruptions,
+                             on_progress=on_progress, stop_event=stop_event)
 
 
 def drop_colour(drop):

@@ -5,6 +5,8 @@ reacts to its GUI-thread signals. TensorFlow is never imported here: the augment
 preview imports core on a pool thread (a :class:`jobs.Job`).
 """
 
+import time
+
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QImage, QKeySequence, QPixmap
@@ -51,12 +53,10 @@ def _spin(minimum, maximum, value=0, decimals=None, step=None):
 
 
 def augmented_samples(paths, image_size, augmentation, seed=0):
-    """Load a few images and augment them (runs on a pool thread: it imports TensorFlow)."""
-    from ..core.images import load_image
-    from ..core.pipeline import augmentation_preview
+    """Load a few images and augment them (the engine does it: augmentation is TensorFlow's)."""
+    from . import engine
 
-    images = np.stack([load_image(path, (image_size, image_size)) for path in paths])
-    return augmentation_preview(images, augmentation, count=len(paths), seed=seed)
+    return engine.augmentation_preview(paths, image_size, augmentation, seed=seed)
 
 
 def recommend_for(scan):
@@ -482,10 +482,11 @@ class TrainingPanel(QWidget):
     @Slot()
     def start_training(self):
         """What Train does; returns False when training cannot start (or already runs)."""
+        started_at = time.monotonic()  # the moment Train was pressed: a time budget counts from here
         if self.is_training() or self._train_blocker():
             return False
         config = self.config()
-        if not self.controller.start(self._scan, config):
+        if not self.controller.start(self._scan, config, started_at=started_at):
             return False
         self._stop_requested = False
         self.chart.clear()

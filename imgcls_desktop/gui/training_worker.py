@@ -1,8 +1,11 @@
-"""Training on its own QThread, reporting through signals.
+"""Training driven from its own QThread, reporting through signals.
 
-``core.training.train`` knows nothing about Qt: it takes a plain ``on_progress`` callable
-and a ``threading.Event``. :class:`TrainingWorker` adapts those to signals and
-:class:`TrainingController` owns the thread, so widgets only ever see GUI-thread signals.
+``core.training.train`` runs in the engine process (``imgcls_desktop.engine``), which
+saves the trained model to the user's data folder and answers with its file and
+metadata. :class:`TrainingWorker` owns that conversation from a QThread: it sends the
+request, turns the streamed progress events into signals and a set stop event into a
+cancel message. :class:`TrainingController` owns the thread, so widgets only ever see
+GUI-thread signals.
 
 Wiring (architecture doc): ``thread.started -> worker.run``, ``worker.finished ->
 thread.quit``, ``thread.finished -> deleteLater`` for both. Python references live in a
@@ -68,10 +71,13 @@ class TrainingWorker(QObject):
 
     max_events_per_second = 10.0
 
-    def __init__(self, scan, config):
+    def __init__(self, scan, config, started_at=None):
         super().__init__()
         self.scan = scan
         self.config = config
+        # time.monotonic() when Train was pressed: CLOCK_MONOTONIC is system-wide, so the
+        # engine process counts the time budget from the same moment.
+        self.started_at = started_at
         self.stop_event = threading.Event()
         # A plain dict, so the controller can read it after Qt has deleted the worker.
         self.event_counts = {"forwarded": 0, "dropped": 0}
@@ -89,21 +95,34 @@ class TrainingWorker(QObject):
 
     @Slot()
     def run(self):
-        from ..core import training  # looked up at call time: TF stays out of GUI imports
-        from .jobs import engine_lock
-
         try:
-            # Released before succeeded is emitted, so the autosave and evaluation jobs that
-            # follow a run can take it.
-            with engine_lock:
-                result = training.train(self.scan, self.config, on_progress=self._forward,
-                                        stop_event=self.stop_event)
+            result = self._train_in_engine()
         except BaseException as exc:  # every failure must reach the GUI; the thread ends cleanly
             self.failed.emit(exc, traceback.format_exc())
         else:
             self.succeeded.emit(result)
         finally:
             self.finished.emit()
+
+    def _train_in_engine(self):
+        """Train in the engine; a ``TrainingResult`` whose ``model`` is the saved file's handle."""
+        from ..core.training import TrainingResult
+        from ..resources import user_data_dir
+        from . import engine
+        from .session import ModelHandle
+
+        config = self.config.to_dict() if hasattr(self.config, "to_dict") else self.config
+        answer = engine.call("train", scan=self.scan, config=config,
+                             autosave_folder=str(user_data_dir() / "models"), started_at=self.started_at,
+                             max_events_per_second=self.max_events_per_second,
+                             on_progress=self._forward, stop_event=self.stop_event)
+        self.event_counts["dropped"] += answer["event_counts"]["dropped"]  # dropped at the source
+        return TrainingResult(
+            model=ModelHandle.from_info(answer["model"]), class_names=answer["class_names"],
+            history=answer["history"], epochs_run=answer["epochs_run"], best_epoch=answer["best_epoch"],
+            best_val_accuracy=answer["best_val_accuracy"], seconds=answer["seconds"],
+            stopped_by_user=answer["stopped_by_user"], stop_reason=answer["stop_reason"],
+            metadata=answer["metadata"], skipped_files=[tuple(pair) for pair in answer["skipped_files"]])
 
     def _forward(self, progress):
         # Each emit queues an event on the GUI thread; a fast model makes thousands of
@@ -146,13 +165,17 @@ class TrainingController(QObject):
     def is_running(self):
         return self._thread is not None
 
-    def start(self, scan, config):
-        """Start training; returns False (and does nothing) while a run is active."""
+    def start(self, scan, config, started_at=None):
+        """Start training; returns False (and does nothing) while a run is active.
+
+        ``started_at`` is ``time.monotonic()`` when the user pressed Train (now if None):
+        a time budget counts from then.
+        """
         if self.is_running():
             return False
         thread = QThread()
         thread.setObjectName("trainingThread")
-        worker = TrainingWorker(scan, config)
+        worker = TrainingWorker(scan, config, time.monotonic() if started_at is None else started_at)
         worker.moveToThread(thread)
         _live[thread] = worker
         self._thread, self._worker = thread, worker

@@ -52,7 +52,8 @@ def test_export_cancelled_does_nothing(window, tmp_path):
     assert window.jobs.active() == 0
 
 
-def test_export_failure_shows_the_error_dialog(qtbot, window, tmp_path, error_dialogs, monkeypatch):
+def test_export_failure_shows_the_error_dialog(qtbot, window, tmp_path, error_dialogs, monkeypatch,
+                                               in_process_engine):  # tf2onnx hidden where the export runs
     monkeypatch.setitem(sys.modules, "tf2onnx", None)
     window._ask_export_format = lambda: "onnx"
     window._ask_export_path = lambda format: str(tmp_path / "m.onnx")

@@ -93,9 +93,16 @@ def test_close_refused_keeps_training(qtbot, window, shapes_dataset):
         window.training.request_stop()
 
 
-def test_self_test_runs_the_real_flow(qtbot, window, shapes_split_dataset):
+def test_self_test_runs_the_real_flow(qtbot, window, shapes_split_dataset, tmp_path):
+    import shutil
+
+    from imgcls_desktop.core.model_io import load_model
     from imgcls_desktop.gui.self_test import run_self_test
 
+    # The engine saves the trained model in the self-test's own data folder, which is
+    # removed at the end: keep a copy to evaluate here, in this process.
+    kept = tmp_path / "trained.keras"
+    window.state.model_saved.connect(lambda path: shutil.copyfile(path, kept))
     out = io.StringIO()
     status = run_self_test(window, shapes_split_dataset, out=out)
     summary = json.loads(out.getvalue())
@@ -105,7 +112,7 @@ def test_self_test_runs_the_real_flow(qtbot, window, shapes_split_dataset):
     # the real evaluation of the model the window trained, on the test split.
     from imgcls_desktop.core.evaluation import evaluate_folder
 
-    report = evaluate_folder(window.state.loaded, shapes_split_dataset)
+    report = evaluate_folder(load_model(kept), shapes_split_dataset)
     assert summary["evaluated_on"] == "24 test images" and report.split == "test"
     assert summary["accuracy"] == round(report.accuracy, 4)
     assert len(summary["predictions"]) == 4 and all("label" in row for row in summary["predictions"])

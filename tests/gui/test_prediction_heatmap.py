@@ -150,7 +150,7 @@ def test_heat_maps_are_recomputed_for_a_new_model_and_wait_for_training(pane, ob
     first = pane.heat_map(paths[0])
 
     # Another model (the same network, so the maps must agree): the cache starts again.
-    other = LoadedModel(model=object_model.model, path=None, class_names=list(object_model.class_names),
+    other = LoadedModel(model=object_model.model, path=object_model.path, class_names=list(object_model.class_names),
                         image_size=object_model.image_size, metadata=dict(object_model.metadata))
     pane.set_training_active(True)
     pane.set_model(other)

@@ -105,7 +105,7 @@ def test_real_training_succeeds_and_fills_the_chart(qtbot, panel):
     assert panel.controller.event_counts["forwarded"] >= 3
 
 
-def test_stop_during_training_then_train_again(qtbot, panel, monkeypatch):
+def test_stop_during_training_then_train_again(qtbot, panel, monkeypatch, in_process_engine):
     # The training thread waits inside epoch 1 until Stop was clicked: no race with a busy
     # machine finishing the epoch first.
     from imgcls_desktop.core import training
@@ -159,7 +159,7 @@ def test_train_clicked_twice_gives_one_worker(qtbot, panel, monkeypatch, error_d
     assert len(created) == 1
 
 
-def test_exception_in_worker_shows_dialog_and_panel_recovers(qtbot, panel, monkeypatch,
+def test_exception_in_worker_shows_dialog_and_panel_recovers(qtbot, panel, monkeypatch, in_process_engine,
                                                              error_dialogs):
     from imgcls_desktop.core import training
 
@@ -232,7 +232,10 @@ def test_deleted_while_training_stops_thread(qtbot, shapes_scan):
     qtbot.waitUntil(lambda: not training_worker.live_threads(), timeout=60000)
 
 
-def test_time_budget_mode(qtbot, panel, batch_clock):
+def test_time_budget_mode(qtbot, panel, batch_clock, monkeypatch):
+    from imgcls_desktop.gui import training_panel
+
+    monkeypatch.setattr(training_panel, "time", batch_clock)  # Train's moment on the job's clock
     panel.time_radio.setChecked(True)
     panel.minutes_spin.setValue(0.05)
     assert panel.config().time_budget == 3.0 and panel.config().epochs is None
