@@ -67,6 +67,33 @@ def _show_unexpected(exc, details):
     _show_unexpected.show_exception(QApplication.activeWindow(), "Unexpected error", exc, details)
 
 
+def call_after_first_paint(window, callback, fallback_ms=2000):
+    """Run ``callback`` once, on the event loop's turn after ``window``'s first paint.
+
+    A window that does not paint within ``fallback_ms`` of the event loop starting (shown
+    minimised, say) gets ``callback`` then anyway.
+    """
+    from PySide6.QtCore import QEvent, QObject, QTimer
+
+    done = []
+
+    def run_once():
+        if not done:
+            done.append(True)
+            callback()
+
+    class FirstPaint(QObject):
+        def eventFilter(self, watched, event):  # noqa: N802 (Qt's name)
+            if event.type() == QEvent.Type.Paint:
+                watched.removeEventFilter(self)
+                QTimer.singleShot(0, run_once)  # once this paint has reached the screen
+            return False
+
+    window._start_after_paint = FirstPaint(window)
+    window.installEventFilter(window._start_after_paint)
+    QTimer.singleShot(fallback_ms, run_once)
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="imgcls-desktop", description="Train image classifiers from class folders.")
     parser.add_argument("dataset", nargs="?", help="dataset folder to open (default: the last one, or the sample)")
@@ -84,8 +111,9 @@ def main(argv=None):
         from .engine.server import main as engine_main
 
         return engine_main()
-    from .frozen import prepare_process
+    from .frozen import mark_first_paint, prepare_process, startup_mark
 
+    startup_mark("main")  # the interpreter is up and imgcls_desktop.app imported
     prepare_process()  # before anything prints or parses argv: stdout/stderr may be None
     args = parse_args(sys.argv[1:] if argv is None else argv)
     configure_environment()
@@ -108,17 +136,32 @@ def main(argv=None):
     from .gui.garbage import GarbageCollector
 
     app.garbage_collector = GarbageCollector(app)  # Qt objects are freed on this thread only
+    startup_mark("qapplication")
 
     from .gui.main_window import MainWindow
 
+    startup_mark("imports")
     window = MainWindow()
+    startup_mark("constructed")
+    mark_first_paint(window)
     window.show()
+    startup_mark("shown")
     log.info("window shown; log file %s", log_file)
     if args.self_test:
         from .gui.self_test import run_self_test
 
         return run_self_test(window, args.dataset)
-    window.start(args.dataset)
+
+    def start():
+        window.start(args.dataset)  # the engine process, the scan of the dataset
+        startup_mark("started")
+        from .gui.lazy_canvas import warm_up_in_background
+
+        warm_up_in_background()  # matplotlib, for the first chart
+
+    # Nothing else runs until the window has painted: the engine process and the scan's
+    # thread would only compete with the first paint for the CPU and the GIL.
+    call_after_first_paint(window, start)
     if os.environ.get("IMGCLS_STARTUP_PROBE"):
         from .frozen import schedule_startup_probe
 

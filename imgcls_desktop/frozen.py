@@ -99,3 +99,35 @@ def schedule_startup_probe():
         os._exit(0)
 
     QTimer.singleShot(0, report)
+
+
+def startup_mark(name):
+    """``IMGCLS_STARTUP_MARKS=1``: print ``startup-mark <name> <seconds since launch>``.
+
+    ``benchmarks/startup_window.py`` reads these to say where the start-up time goes (the
+    clock is the launcher's, through ``IMGCLS_LAUNCH_TIME``). Silent otherwise.
+    """
+    if os.environ.get("IMGCLS_STARTUP_MARKS"):
+        print(f"startup-mark {name} {process_age_seconds():.3f}", flush=True)
+
+
+def mark_first_paint(widget):
+    """``IMGCLS_STARTUP_MARKS=1``: mark the first paint of ``widget`` (a top-level window).
+
+    The filter removes itself after the first paint; it costs nothing when the marks are off.
+    """
+    if not os.environ.get("IMGCLS_STARTUP_MARKS"):
+        return
+    from PySide6.QtCore import QEvent, QObject, QTimer
+
+    class FirstPaint(QObject):
+        def eventFilter(self, watched, event):  # noqa: N802 (Qt's name)
+            if event.type() == QEvent.Type.Paint:
+                watched.removeEventFilter(self)
+                startup_mark("first-paint")
+                # Painting done and the event loop free again: the window can take input.
+                QTimer.singleShot(0, lambda: startup_mark("painted"))
+            return False
+
+    widget._first_paint_filter = FirstPaint(widget)
+    widget.installEventFilter(widget._first_paint_filter)

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
 from .backend import keras_module
 from .errors import ImgclsError, WeightsUnavailableError
 
@@ -273,6 +271,8 @@ def build_fast_cnn(num_classes, image_size, widths=(32, 96, 96), activation="gel
 
 
 def _dirac_init(model):
+    import numpy as np  # not at import: the window reads PRESETS before numpy is needed
+
     for layer in model.layers:
         if type(layer).__name__ == "Conv2D" and layer.name.endswith("_conv"):
             kernel = np.array(layer.kernel.numpy())
@@ -295,6 +295,8 @@ def init_whitening(model, images, eps=5e-4, max_images=5000):
         layer = model.get_layer("whiten")
     except ValueError:
         return False
+    import numpy as np
+
     x = np.asarray(images[:max_images], dtype=np.float32) / 255.0
     mean = x.mean(axis=(0, 1, 2))
     kh, kw = layer.kernel.shape[:2]

@@ -1,8 +1,9 @@
 """A horizontal bar chart of images per class, one bar per split."""
 
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
-from PySide6.QtWidgets import QSizePolicy
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QSizePolicy
+
+from .lazy_canvas import LazyCanvas
 
 SPLIT_COLOURS = {"all": "#4c72b0", "train": "#4c72b0", "val": "#dd8452", "test": "#55a868"}
 _FALLBACK_COLOURS = ("#8172b3", "#c44e52", "#937860", "#da8bc3")
@@ -13,23 +14,40 @@ _MIN_HEIGHT = 150
 _MAX_HEIGHT = 1400
 
 
-class ClassCountChart(FigureCanvasQTAgg):
+class ClassCountChart(LazyCanvas):
     """Per-class image counts as grouped horizontal bars.
+
+    Until the first counts arrive it is a label ("No dataset"): matplotlib is imported and
+    the figure made then, after the window is up (start-up time).
 
     Args:
         parent: Optional parent widget.
     """
 
+    build_on_show = False  # the label is the empty state; the figure comes with the counts
+
     def __init__(self, parent=None):
-        self.figure = Figure(figsize=(5, 2), layout="constrained")
-        super().__init__(self.figure)
-        self.setParent(parent)
+        super().__init__(parent, figsize=(5, 2), layout="constrained")
         self.setObjectName("classCountChart")
         self.setAccessibleName("classCountChart")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.axes = self.figure.add_subplot()
+        self._empty_label = QLabel("No dataset", self)
+        self._empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._empty_label.setStyleSheet("color: grey; background: white")
+        self.layout().addWidget(self._empty_label)
+        self._axes = None
         self._counts = {}
         self.clear()
+
+    def canvas_built(self):
+        self._empty_label.hide()
+        self._axes = self.figure.add_subplot()
+
+    @property
+    def axes(self):
+        """The bars' ``Axes`` (made, with matplotlib, on first use)."""
+        self.canvas()
+        return self._axes
 
     def counts(self) -> dict[str, dict[str, int]]:
         """The counts last shown, ``{split: {class: count}}`` (empty after :meth:`clear`)."""
@@ -47,10 +65,10 @@ class ClassCountChart(FigureCanvasQTAgg):
         class_names = []
         for per_class in self._counts.values():
             class_names.extend(name for name in per_class if name not in class_names)
-        self.axes.clear()
         if not class_names:
             self._show_empty()
             return
+        self.axes.clear()
         self.axes.set_axis_on()
         bar_height = 0.8 / len(splits)
         largest = max((count for per_class in self._counts.values() for count in per_class.values()), default=0)
@@ -78,10 +96,13 @@ class ClassCountChart(FigureCanvasQTAgg):
     def clear(self):
         """Remove every bar."""
         self._counts = {}
-        self.axes.clear()
         self._show_empty()
 
     def _show_empty(self):
+        if not self.is_built():
+            self._fit_height(0, 1)  # the "No dataset" label shows
+            return
+        self.axes.clear()
         self.axes.set_axis_off()
         self.axes.text(0.5, 0.5, "No dataset", ha="center", va="center", color="grey",
                        transform=self.axes.transAxes)

@@ -16,9 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QListView
                                QTableWidget, QTableWidgetItem, QTabWidget, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout, QWidget)
 
-from ..core.dataset import ScanCancelled, scan_dataset
 from ..core.errors import DatasetError
-from ..core.images import open_image
 from ..resources import dataset_display_name
 from . import error_dialog
 from .class_chart import ClassCountChart
@@ -35,11 +33,21 @@ _PATH_ROLE = Qt.ItemDataRole.UserRole
 _STATE_ROLE = Qt.ItemDataRole.UserRole + 1  # thumbnails: "loading", "loaded" or "failed"
 
 
+def scan_dataset(*args, **kwargs):
+    """``core.dataset.scan_dataset``, imported on the worker thread that runs it: numpy and
+    Pillow load after the window shows, not before (start-up time)."""
+    from ..core.dataset import scan_dataset as scan
+
+    return scan(*args, **kwargs)
+
+
 def _load_thumbnails(paths, size):
     """Decode ``paths`` into ``[(path, QImage or None, failure reason or "")]`` (runs off the GUI thread).
 
     QImage, unlike QPixmap, may be built outside the GUI thread.
     """
+    from ..core.images import open_image
+
     results = []
     for path in paths:
         try:
@@ -277,6 +285,8 @@ class DatasetBrowser(QWidget):
 
     @Slot(object, str)
     def _on_scan_failed(self, exc, details):
+        from ..core.dataset import ScanCancelled  # loaded by the scan already
+
         if not self._is_current():
             return
         self._scan_job = None

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QHeade
                                QProgressBar, QPushButton, QSizePolicy, QSpinBox, QSplitter, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
-from ..core.dataset import ScanCancelled
 from ..core.errors import ImgclsError
 from . import error_dialog
 from .jobs import Job, JobRunner
@@ -361,6 +360,8 @@ class DoctorView(QWidget):
 
     @Slot(object, str)
     def _on_check_failed(self, exc, details):
+        from ..core.dataset import ScanCancelled  # not at import: numpy loads after the window shows
+
         if not self._current(self._check_job):
             return
         self._check_job = None
@@ -505,6 +506,8 @@ class DoctorView(QWidget):
 
     @Slot(object, str)
     def _on_search_failed(self, exc, details):
+        from ..core.dataset import ScanCancelled
+
         if not self._current(self._search_job):
             return
         self._search_job = None

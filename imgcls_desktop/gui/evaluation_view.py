@@ -14,10 +14,7 @@ import os
 import traceback
 from pathlib import Path
 
-import numpy as np
 import shiboken6
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
 from PySide6.QtCore import QPoint, QSize, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QAbstractItemView, QDialog, QFileDialog, QFrame, QHBoxLayout,
@@ -26,6 +23,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QFileDialog, QFrame, 
 
 from .error_dialog import show_error, show_exception
 from .jobs import Job, JobRunner
+from .lazy_canvas import LazyCanvas
 from .thumbnails import ThumbnailGrid, fit_thumbnail, pixmap_from_array
 
 EMPTY_TEXT = "Train a model or open a model and a dataset to see how good it is."
@@ -58,6 +56,8 @@ HEAT_MAP_PIXELS = 320
 
 def _heat_map(loaded, path):
     """Grad-CAM of one image over the image itself (a worker job: it runs the model)."""
+    import numpy as np  # numpy and matplotlib load after the window shows (start-up time)
+
     from ..core.explain import overlay_for_display
     from ..core.images import open_image
     from . import engine
@@ -165,7 +165,7 @@ class ImageActions(QWidget):
             self.view.show_heat_map(paths[0])
 
 
-class ConfusionMatrixView(FigureCanvasQTAgg):
+class ConfusionMatrixView(LazyCanvas):
     """Heat map of the confusion matrix: rows are true classes, columns predicted ones.
 
     Signals:
@@ -175,9 +175,8 @@ class ConfusionMatrixView(FigureCanvasQTAgg):
     cell_activated = Signal(int, int)
 
     def __init__(self, parent=None, show_colorbar=False):
-        self.figure = Figure(figsize=(4, 4), layout="constrained")
-        super().__init__(self.figure)
-        self.setParent(parent)
+        # matplotlib and the figure are made when the view is first shown or drawn.
+        super().__init__(parent, figsize=(4, 4), layout="constrained")
         _name(self, "confusionMatrix")
         self.show_colorbar = show_colorbar
         self.report = None
@@ -188,13 +187,19 @@ class ConfusionMatrixView(FigureCanvasQTAgg):
     def set_report(self, report):
         """Draw ``report``'s confusion matrix (None clears the canvas)."""
         self.report = report
-        self.figure.clear()
         self.axes = None
+        if report is None and not self.is_built():
+            return  # nothing drawn yet: nothing to clear
+        self.figure.clear()
         if report is not None:
+            import numpy as np
+
             self._draw_matrix(np.asarray(report.confusion_matrix), list(report.class_names))
         self.draw_idle()
 
     def _draw_matrix(self, matrix, names):
+        import numpy as np
+
         axes = self.axes = self.figure.add_subplot()
         image = axes.imshow(matrix, cmap="Blues", vmin=0, vmax=max(1, int(matrix.max())))
         count = len(names)

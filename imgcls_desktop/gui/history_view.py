@@ -9,8 +9,6 @@ import logging
 import os
 from pathlib import Path
 
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
 from PySide6.QtCore import QItemSelectionModel, QObject, QSize, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QMessageBox,
@@ -19,6 +17,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 
 from .error_dialog import show_error
 from .jobs import Job, JobRunner
+from .lazy_canvas import LazyCanvas
 from .thumbnails import ThumbnailGrid
 
 log = logging.getLogger("imgcls")
@@ -219,7 +218,7 @@ def _percent(value):
     return f"{value:.1%}" if isinstance(value, (int, float)) else "–"
 
 
-class RunChart(FigureCanvasQTAgg):
+class RunChart(LazyCanvas):
     """Loss and accuracy per epoch of one or two runs: train solid, validation dashed.
 
     Attributes:
@@ -228,18 +227,21 @@ class RunChart(FigureCanvasQTAgg):
     """
 
     def __init__(self, parent=None):
-        self.figure = Figure(figsize=(6, 2.6), layout="constrained")
-        super().__init__(self.figure)
-        self.setParent(parent)
+        # matplotlib and the figure are made when the view is first shown or draws a run.
+        super().__init__(parent, figsize=(6, 2.6), layout="constrained")
         _name(self, "historyChart")
         self.setMinimumSize(360, 200)
         self.lines = {}
-        self.show_runs([])
+
+    def canvas_built(self):
+        self.show_runs([])  # the empty axes, once the figure exists
 
     def show_runs(self, runs):
         """Draw ``[(label, run)]`` (at most two)."""
-        self.figure.clear()
         self.lines = {}
+        if not runs and not self.is_built():
+            return  # canvas_built draws the empty state when the chart is first shown
+        self.figure.clear()
         axes_by_metric = {}
         for column, (metric, title) in enumerate((("loss", "Loss"), ("accuracy", "Accuracy"))):
             axes = self.figure.add_subplot(1, 2, column + 1)

@@ -10,14 +10,16 @@ the window (benchmarks/gui_responsiveness.py). The render thread touches no Qt o
 owns a plain ``FigureCanvasAgg`` and hands the pixels back through a bridge QObject that
 lives as long as the process, so a chart deleted mid-render is never called from it (a
 ``FigureCanvasQTAgg`` drawn off-thread crashed when its widget closed during a draw).
+
+matplotlib is imported, and the figure made, on the first render (on the render thread),
+not when the widget is made: the window shows before the Train view's chart is needed
+(benchmarks/startup_window.py).
 """
 
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QSizePolicy, QWidget
@@ -84,7 +86,8 @@ class LiveChart(QWidget):
     """Two plots side by side: loss and accuracy against (fractional) epoch.
 
     Attributes:
-        figure: the ``matplotlib.figure.Figure`` (drawn off the GUI thread).
+        figure: the ``matplotlib.figure.Figure`` (drawn off the GUI thread; made on first
+            use, usually by the first render, so on the render thread).
         lines: dict ``{(metric, series): Line2D}`` with metric "loss"/"accuracy" and series
             "train" (batch-resolution), "train_epoch" (epoch-end markers), "val".
         redraw_count: how many throttled redraws happened (tests check throttling).
@@ -100,36 +103,14 @@ class LiveChart(QWidget):
         self.setAccessibleDescription("Loss and accuracy curves for training and validation")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumHeight(180)
-        # No layout engine: tight layout on every draw doubled the draw time (128 -> 69 ms).
-        # Layout is redone only when the size changes.
-        figure = Figure(figsize=(7.0, 2.8), dpi=DPI)
-        self.figure = figure
-        self._agg = FigureCanvasAgg(figure)
         self.redraw_count = 0
         self._series = {}
-        self.lines = {}
-        self.axes = {}
-        for column, (metric, label) in enumerate([("loss", "Loss"), ("accuracy", "Accuracy")]):
-            axes = figure.add_subplot(1, 2, column + 1)
-            axes.set_title(label)
-            axes.set_xlabel("epoch")
-            axes.grid(True, alpha=0.3)
-            self.axes[metric] = axes
-            self.lines[(metric, "train")] = axes.plot([], [], color=TRAIN_COLOUR, linewidth=1.0,
-                                                      alpha=0.8, label="train")[0]
-            self.lines[(metric, "train_epoch")] = axes.plot([], [], "o", color=TRAIN_COLOUR,
-                                                            markersize=4)[0]
-            self.lines[(metric, "val")] = axes.plot([], [], "o-", color=VAL_COLOUR, linewidth=1.5,
-                                                    markersize=4, label="validation")[0]
-            # A fixed corner: loc="best" searches the data on every draw.
-            axes.legend(loc="upper right" if metric == "loss" else "lower right", fontsize="small")
+        for metric in ("loss", "accuracy"):
             for key in ("train", "train_epoch", "val"):
                 limit = self.max_batch_points if key == "train" else 100_000
                 self._series[(metric, key)] = _Series(limit)
-        self.axes["accuracy"].set_ylim(0.0, 1.02)
-        self._placeholder = figure.text(0.5, 0.5, PLACEHOLDER, ha="center", va="center",
-                                        fontsize=12, color="0.35",
-                                        bbox={"facecolor": "white", "edgecolor": "0.8"})
+        self._figure = None  # made by _ensure_figure, with matplotlib's import
+        self._build_lock = threading.Lock()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(self.redraw_interval_ms)
@@ -140,6 +121,56 @@ class LiveChart(QWidget):
         self._render_pending = False
         self._render_again = False
         _get_bridge().charts[id(self)] = self
+
+    # -- the figure -------------------------------------------------------------
+    def _ensure_figure(self):
+        """Make the figure and its artists once (any thread: it touches no Qt object)."""
+        with self._build_lock:
+            if self._figure is not None:
+                return self._figure
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+
+            # No layout engine: tight layout on every draw doubled the draw time (128 -> 69 ms).
+            # Layout is redone only when the size changes.
+            figure = Figure(figsize=(7.0, 2.8), dpi=DPI)
+            self._agg = FigureCanvasAgg(figure)
+            self._lines = lines = {}
+            self._axes = axes_by_metric = {}
+            for column, (metric, label) in enumerate([("loss", "Loss"), ("accuracy", "Accuracy")]):
+                axes = figure.add_subplot(1, 2, column + 1)
+                axes.set_title(label)
+                axes.set_xlabel("epoch")
+                axes.grid(True, alpha=0.3)
+                axes_by_metric[metric] = axes
+                lines[(metric, "train")] = axes.plot([], [], color=TRAIN_COLOUR, linewidth=1.0,
+                                                     alpha=0.8, label="train")[0]
+                lines[(metric, "train_epoch")] = axes.plot([], [], "o", color=TRAIN_COLOUR,
+                                                           markersize=4)[0]
+                lines[(metric, "val")] = axes.plot([], [], "o-", color=VAL_COLOUR, linewidth=1.5,
+                                                   markersize=4, label="validation")[0]
+                # A fixed corner: loc="best" searches the data on every draw.
+                axes.legend(loc="upper right" if metric == "loss" else "lower right", fontsize="small")
+            axes_by_metric["accuracy"].set_ylim(0.0, 1.02)
+            self._placeholder = figure.text(0.5, 0.5, PLACEHOLDER, ha="center", va="center",
+                                            fontsize=12, color="0.35",
+                                            bbox={"facecolor": "white", "edgecolor": "0.8"})
+            self._figure = figure  # last: whoever sees it set finds the artists ready
+            return figure
+
+    @property
+    def figure(self):
+        return self._ensure_figure()
+
+    @property
+    def lines(self):
+        self._ensure_figure()
+        return self._lines
+
+    @property
+    def axes(self):
+        self._ensure_figure()
+        return self._axes
 
     # -- data -------------------------------------------------------------------
     @staticmethod
@@ -224,6 +255,7 @@ class LiveChart(QWidget):
 
     def _render(self, chart_id, snapshot, size):
         """Any thread: lay out, rasterise, and return the pixels (touches no Qt object)."""
+        self._ensure_figure()  # the first render makes it (and imports matplotlib) here
         with self._figure_lock:
             if size is not None:
                 width, height, ratio = size

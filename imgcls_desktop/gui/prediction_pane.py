@@ -14,7 +14,6 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QImage, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QListWidget,
@@ -85,6 +84,8 @@ class HeatMap:
 
 
 def _qimage(pixels):
+    import numpy as np  # not at import: numpy loads after the window shows (start-up time)
+
     height, width = pixels.shape[:2]
     pixels = np.ascontiguousarray(pixels)
     # QImage does not own the numpy buffer: copy() detaches it before the array is freed.
@@ -93,6 +94,8 @@ def _qimage(pixels):
 
 def _explain_batch(generation, loaded, paths, thumbnail_size, preview_size):
     """Worker side: ``(generation, {path: HeatMap})``; a failing file gets its own error."""
+    import numpy as np
+
     from ..core.errors import ImgclsError
     from ..core.explain import overlay
     from ..core.images import open_image

@@ -9,8 +9,6 @@ how far they fall below clean) and a chart of accuracy against severity.
 
 import traceback
 
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
 from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
@@ -19,6 +17,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHea
 
 from .error_dialog import show_error, show_exception
 from .jobs import Job, JobRunner
+from .lazy_canvas import LazyCanvas
 from .model_state import evaluation_items
 
 NO_MODEL_TEXT = "Train a model or open one, and open a dataset, to check how it copes with worse photos."
@@ -123,8 +122,8 @@ class RobustnessView(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.figure = Figure(figsize=(5, 4), layout="constrained")
-        self.canvas = _name(FigureCanvasQTAgg(self.figure), "robustnessChart")
+        # matplotlib and the figure are made when the chart is first shown or drawn.
+        self.canvas = _name(LazyCanvas(figsize=(5, 4), layout="constrained"), "robustnessChart")
         self.canvas.setMinimumSize(QSize(320, 260))
         self.lines = {}
 
@@ -258,6 +257,11 @@ class RobustnessView(QWidget):
 
     # -- showing ----------------------------------------------------------------------
 
+    @property
+    def figure(self):
+        """The chart's matplotlib ``Figure`` (made on first use)."""
+        return self.canvas.figure
+
     def show_report(self, report):
         """Fill the table and the chart with a ``robustness_report`` dict."""
         self._report = report
@@ -329,9 +333,10 @@ class RobustnessView(QWidget):
         self.table.setRowCount(0)
         self.table.setColumnCount(len(FIXED_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(FIXED_COLUMNS))
-        self.figure.clear()
+        if self.canvas.is_built():  # else nothing was drawn yet
+            self.figure.clear()
+            self.canvas.draw_idle()
         self.lines = {}
-        self.canvas.draw_idle()
         self._update_state()
 
     def _update_state(self):

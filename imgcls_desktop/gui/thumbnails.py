@@ -10,14 +10,11 @@ which Qt allows in the GUI thread alone.
 import functools
 import os
 
-import numpy as np
-from PIL import Image
 from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem
 
 from ..core.errors import ImageError
-from ..core.images import open_image
 from .jobs import Job, JobRunner
 
 DEFAULT_SIZE = 96
@@ -47,6 +44,10 @@ def _qimage_from_pil(image):
 @functools.lru_cache(maxsize=1024)
 def _cached_thumbnail(path, modified, size):
     del modified  # part of the cache key only: an edited file gets a fresh thumbnail
+    # Pillow and numpy are imported where images are decoded (worker threads), not when
+    # the window's modules load (start-up time).
+    from ..core.images import open_image
+
     try:
         image = open_image(path)
     except ImageError:
@@ -59,6 +60,8 @@ def fit_thumbnail(image, size):
 
     Tiny images (CIFAR's 32 px) are enlarged so a thumbnail can be recognised.
     """
+    from PIL import Image
+
     if max(image.size) < size:
         scale = size / max(image.size)
         return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
@@ -108,6 +111,8 @@ def pixmap_from_array(array, size=DEFAULT_SIZE) -> QPixmap:
     Returns:
         A ``QPixmap`` (GUI thread only).
     """
+    import numpy as np
+
     pixels = np.ascontiguousarray(np.asarray(array, dtype=np.uint8)[..., :3])
     height, width = pixels.shape[:2]
     image = QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()

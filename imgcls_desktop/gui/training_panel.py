@@ -7,7 +7,6 @@ preview imports core on a pool thread (a :class:`jobs.Job`).
 
 import time
 
-import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog,
@@ -67,6 +66,8 @@ def recommend_for(scan):
 
 
 def _pixmap(array):
+    import numpy as np  # not at import: numpy loads after the window shows (start-up time)
+
     array = np.ascontiguousarray(array, dtype=np.uint8)
     height, width = array.shape[:2]
     image = QImage(array.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()

@@ -102,19 +102,20 @@ def test_confusion_cells_open_their_images(view, report, qtbot):
 def test_clicking_a_cell_maps_to_its_indices(view, report, qtbot):
     view.show_report(report)
     matrix = view.confusion_matrix
+    canvas = matrix.canvas()  # the FigureCanvasQTAgg inside (made when first drawn)
     matrix.draw()  # lay the axes out so data coordinates map to pixels
     opened = []
     view.open_cell_images = lambda t, p: opened.append((t, p))
     for true_index, predicted_index in [(0, 2), (2, 1), (1, 1)]:
         x, y = matrix.axes.transData.transform((predicted_index, true_index))
-        event = MouseEvent("button_press_event", matrix, x, y, button=1)
+        event = MouseEvent("button_press_event", canvas, x, y, button=1)
         with qtbot.waitSignal(matrix.cell_activated) as blocker:
-            matrix.callbacks.process("button_press_event", event)
+            canvas.callbacks.process("button_press_event", event)
         assert blocker.args == [true_index, predicted_index]
     # A click outside the axes does nothing.
     with qtbot.assertNotEmitted(matrix.cell_activated):
-        outside = MouseEvent("button_press_event", matrix, 1, 1, button=1)
-        matrix.callbacks.process("button_press_event", outside)
+        outside = MouseEvent("button_press_event", canvas, 1, 1, button=1)
+        canvas.callbacks.process("button_press_event", outside)
     # The canvas connects clicks to cell_activated, and the view opens the cell.
     assert opened == [(0, 2), (2, 1), (1, 1)]
 
