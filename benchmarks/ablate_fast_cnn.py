@@ -74,6 +74,7 @@ def variant_preset(name):
 
 def child(spec):
     from benchmarks.machine import cifar10_root
+
     from imgcls_desktop.core.calibration import compute_logits
     from imgcls_desktop.core.dataset import scan_dataset
     from imgcls_desktop.core.pipeline import decode_items

@@ -98,6 +98,7 @@ def _preset(scan, name, budget, train_limit, seed):
 def child(spec):
     """One training run, in this (child) process; prints one RESULT line."""
     from benchmarks.machine import cifar10_root
+
     from imgcls_desktop.core.dataset import scan_dataset
 
     scan = scan_dataset(cifar10_root(), validate=False, find_duplicates=False)
@@ -164,6 +165,7 @@ def main(argv=None):
 
     from benchmarks import inference_latency
     from benchmarks.machine import cifar10_root, machine_description, matmul_gflops, write_results
+
     from imgcls_desktop.core.backend import versions
 
     cifar10_root()  # unpack once, before any timing
@@ -203,7 +205,8 @@ def main(argv=None):
         + (" (2% of them held out for validation by our presets)" if args.presets else "")
         + "; test images: 10,000",
         f"- fp32 matmul (2048x2048) measured at the start and end of this run: "
-        f"{' and '.join(f'{c:.1f}' for c in ceilings)} GFLOP/s (ceiling used: the higher, {ceiling:.1f}; each is the faster of TensorFlow's and NumPy's matmul)",
+        f"{' and '.join(f'{c:.1f}' for c in ceilings)} GFLOP/s (ceiling used: the higher, {ceiling:.1f}; "
+        "each is the faster of TensorFlow's and NumPy's matmul)",
         f"- Command: `{command}`",
         "- baseline = the seed notebook: tutorial CNN, Adam 1e-3, batch 32, in-memory float arrays, "
         "`model.fit`. Decoding JPEGs is outside every budget. GFLOP/s = 3 x forward FLOPs x images "
@@ -227,8 +230,10 @@ def main(argv=None):
         got = [r for r in rows if r["budget"] == budget and r["config"] != "baseline"]
         if got:
             best = max(got, key=lambda r: r["test_accuracy"])
-            verdict = "met" if best["test_accuracy"] >= goal else f"not met ({100 * (goal - best['test_accuracy']):.1f} points short)"
-            lines.append(f"- {goal:.0%} at {budget / 60:g} minutes: {best['config']} {best['test_accuracy']:.2%}, {verdict}")
+            short = 100 * (goal - best["test_accuracy"])
+            verdict = "met" if best["test_accuracy"] >= goal else f"not met ({short:.1f} points short)"
+            lines.append(f"- {goal:.0%} at {budget / 60:g} minutes: {best['config']} "
+                         f"{best['test_accuracy']:.2%}, {verdict}")
         else:
             lines.append(f"- {goal:.0%} at {budget / 60:g} minutes: not run here")
     ours = [r for r in rows if r["config"] != "baseline"]

@@ -61,6 +61,7 @@ def device_report():
 def child(spec):
     """One run in this process; prints one RESULT line."""
     from benchmarks.machine import cifar10_root, trashnet_root
+
     from imgcls_desktop.core.dataset import ImageItem, scan_dataset
     from imgcls_desktop.core.distribute import plan_for
     from imgcls_desktop.core.evaluation import evaluate_items

@@ -26,9 +26,8 @@ sys.path.insert(0, str(HERE.parent))
 
 
 def make_dataset(root, count):
-    from PIL import Image
-
     from benchmarks.machine import cifar10_root
+    from PIL import Image
 
     done = root / "COMPLETE"
     if done.exists() and int(done.read_text()) == count:
@@ -93,7 +92,8 @@ def main():
     shutil.rmtree(cache_dir, ignore_errors=True)
     runs = []
     for attempt in ("first run (decodes to the disk cache)", "second run (reads the cache)"):
-        spec = {"dataset": str(dataset), "budget": args.budget, "weights": str(CACHE / "mobilenet_v2_random.weights.h5")}
+        spec = {"dataset": str(dataset), "budget": args.budget,
+                "weights": str(CACHE / "mobilenet_v2_random.weights.h5")}
         env = dict(__import__("os").environ, IMGCLS_CACHE_DIR=str(cache_dir), TF_CPP_MIN_LOG_LEVEL="2")
         out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env,
                              stdout=subprocess.PIPE, text=True, check=True).stdout

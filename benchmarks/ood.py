@@ -110,8 +110,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import numpy as np
-
     from benchmarks.machine import CACHE, machine_description, write_results
+
     from imgcls_desktop.core import ood
     from imgcls_desktop.core.calibration import fit_unknown_threshold, softmax
     from imgcls_desktop.core.models import PRESETS
@@ -143,7 +143,7 @@ def main(argv=None):
     threshold = fit_unknown_threshold(softmax(l_val, temperature), y_val)
 
     rules = {"max-probability threshold (models without a detector)":
-             lambda f, l: softmax(l, temperature).max(1) < threshold}
+             lambda _features, logits: softmax(logits, temperature).max(1) < threshold}
     fit_seconds = {}
     for method in ood.METHODS:
         began = time.perf_counter()

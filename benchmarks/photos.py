@@ -153,14 +153,14 @@ def _notebook(root, per_class, seed, budget):
 def _speeds(root, size):
     """Decode photos/s and Lite0 features/s at ``size``, with the matmul ceiling beside them."""
     import numpy as np
+    import tensorflow as tf
 
     from imgcls_desktop.core import pipeline
     from imgcls_desktop.core.dataset import scan_dataset
     from imgcls_desktop.core.efficientnet_lite import efficientnet_lite0
     from imgcls_desktop.core.models import forward_flops
-    import machine
 
-    import tensorflow as tf
+    import machine
 
     scan = scan_dataset(root, validate=False, find_duplicates=False)
     paths = [item.path for item in scan.splits["train"][:600]]
@@ -275,9 +275,11 @@ def main(argv=None):
               f"{speeds['matmul_gflops']:.0f} ({speeds['feature_gflops'] / speeds['matmul_gflops']:.0%}) |"]
     if latency is not None:
         lines.append(f"| dropped photo answered (file to label, median of 20) | {latency:.0f} ms |")
+    default_met = rows[0]["test_accuracy"] >= GOAL_ACCURACY and rows[0]["seconds"] <= 300
+    first_run_met = rows[0]["seconds"] <= GOAL_FIRST_RUN_SECONDS
     lines += ["", "Goals (issue 13): recommended default >= "
-              f"{GOAL_ACCURACY:.0%} within 300 s: {'met' if rows[0]['test_accuracy'] >= GOAL_ACCURACY and rows[0]['seconds'] <= 300 else 'NOT met'}; "
-              f"first run <= {GOAL_FIRST_RUN_SECONDS} s: {'met' if rows[0]['seconds'] <= GOAL_FIRST_RUN_SECONDS else 'NOT met'}"
+              f"{GOAL_ACCURACY:.0%} within 300 s: {'met' if default_met else 'NOT met'}; "
+              f"first run <= {GOAL_FIRST_RUN_SECONDS} s: {'met' if first_run_met else 'NOT met'}"
               + (f"; photo answered < {GOAL_LATENCY_MS} ms: {'met' if latency < GOAL_LATENCY_MS else 'NOT met'}"
                  if latency is not None else "") + "."]
     machine.write_results(f"photos-trashnet{'-quick' if args.quick else ''}-{now:%Y-%m-%d-%H%M}", lines)

@@ -83,16 +83,18 @@ def main(argv=None):
     rows = []
     for name, command in commands.items():
         reported = [r for r, _ in samples[name]]
-        rows.append(f"| {name} | `{Path(command[0]).relative_to(ROOT) if Path(command[0]).is_relative_to(ROOT) else command[0]}` "
+        program = Path(command[0]).relative_to(ROOT) if Path(command[0]).is_relative_to(ROOT) else command[0]
+        rows.append(f"| {name} | `{program}` "
                     f"| {statistics.median(reported):.2f} | {min(reported):.2f} | {max(reported):.2f} "
                     f"| {cold[name][0]:.2f} |")
     frozen_median = statistics.median(r for r, _ in samples["frozen"])
     source_median = statistics.median(r for r, _ in samples["source"])
+    headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
     text = "\n".join([
         f"# Start-up to a visible window, {today}",
         "",
         f"Machine: {machine_description()}, Python {platform.python_version()}. Qt platform: "
-        f"{'offscreen (no display)' if not os.environ.get('DISPLAY') and not os.environ.get('WAYLAND_DISPLAY') else 'display'}. "
+        f"{'offscreen (no display)' if headless else 'display'}. "
         f"Load average (1 min) before/after: {load_before:.2f}/{load_after:.2f} (the cores are shared).",
         "",
         f"`python benchmarks/startup_frozen.py --runs {args.runs}`: seconds from process launch "

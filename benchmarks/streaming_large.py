@@ -83,6 +83,7 @@ def main(argv=None):
         os.environ["IMGCLS_CACHE_DIR"] = str(workdir / "cache")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from benchmarks.machine import machine_description, write_results
+
         from imgcls_desktop.core.dataset import scan_dataset
         from imgcls_desktop.core.training import TrainingConfig, train
 

@@ -11,10 +11,26 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QColor, QDesktopServices, QIcon, QImage, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QListView, QListWidget,
-                               QListWidgetItem, QProgressBar, QPushButton, QScrollArea, QSplitter, QStyle,
-                               QTableWidget, QTableWidgetItem, QTabWidget, QTreeWidget, QTreeWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QStyle,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.errors import DatasetError
 from ..resources import dataset_display_name
@@ -291,7 +307,7 @@ class DatasetBrowser(QWidget):
             return
         self._scan_job = None
         self.progress_row.hide()
-        if isinstance(exc, ScanCancelled):  # cancelled from outside, e.g. stop_background_work
+        if isinstance(exc, ScanCancelled):  # cancelled from outside (stop_background_work)
             self.status_label.setText("Scan cancelled")
             return
         message = str(exc) if isinstance(exc, DatasetError) else f"{type(exc).__name__}: {exc}"
@@ -308,8 +324,8 @@ class DatasetBrowser(QWidget):
         excluded = f"; {len(scan.problems)} file(s) excluded" if scan.problems else ""
         name = dataset_display_name(scan.root)
         self.header_label.setText(
-            f"<b>{html.escape(name[:1].upper() + name[1:])}</b><br>Layout {layout} &mdash; {len(scan.class_names)} classes, "
-            f"{scan.num_images} usable images{excluded}")
+            f"<b>{html.escape(name[:1].upper() + name[1:])}</b><br>Layout {layout} &mdash; "
+            f"{len(scan.class_names)} classes, {scan.num_images} usable images{excluded}")
         self.header_label.setToolTip(str(scan.root))
         self._show_imbalance(scan, counts)
         self.chart.set_counts(counts)

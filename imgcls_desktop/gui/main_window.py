@@ -11,7 +11,12 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
-    QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QToolBar,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QToolBar,
 )
 
 from .. import APP_NAME, __version__
@@ -209,7 +214,6 @@ class MainWindow(QMainWindow):
     def start(self, dataset=None):
         """Begin the work a fresh window does: load the engine, open a dataset."""
         from ..core.model_io import remove_stale_temp_files
-
         from . import engine
 
         # Temp files of a save that a crash interrupted: hidden, never loaded, now removed.

@@ -66,7 +66,8 @@ class ModelState(QObject):
     # -- open -----------------------------------------------------------------------
     def open(self, path):
         self.message.emit(f"Opening {path}…")
-        self.jobs.start(Job(_load, str(path), uses_engine=True), on_success=self._on_loaded, on_failure=self._on_load_failed)
+        self.jobs.start(Job(_load, str(path), uses_engine=True),
+                        on_success=self._on_loaded, on_failure=self._on_load_failed)
 
     @Slot(object)
     def _on_loaded(self, loaded):
@@ -135,7 +136,8 @@ class ModelState(QObject):
             self.message.emit(split)
             return
         self.message.emit(f"Evaluating on {len(items)} {split} images…")
-        self.jobs.start(Job(_evaluate, self.loaded, items, scan.class_names, split, with_progress=True, uses_engine=True),
+        self.jobs.start(Job(_evaluate, self.loaded, items, scan.class_names, split,
+                            with_progress=True, uses_engine=True),
                         on_success=self._on_evaluated, on_failure=self._on_evaluation_failed)
 
     @Slot(object)

@@ -16,8 +16,18 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QImage, QPixmap
-from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QListWidget,
-                               QListWidgetItem, QProgressBar, QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .error_dialog import show_error, show_exception
 from .jobs import Job, JobRunner
@@ -99,8 +109,8 @@ def _explain_batch(generation, loaded, paths, thumbnail_size, preview_size):
     from ..core.errors import ImgclsError
     from ..core.explain import overlay
     from ..core.images import open_image
-    from . import engine
     from ..engine.client import EngineCrashed
+    from . import engine
 
     heat_maps = {}
     for path in paths:
