@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QColor, QDesktopServices, QIcon, QImage, QPixmap
+from PySide6.QtGui import QColor, QDesktopServices, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -38,7 +38,7 @@ from . import error_dialog
 from .class_chart import ClassCountChart
 from .doctor_view import DoctorView
 from .jobs import Job, JobRunner
-from .thumbnails import fit_thumbnail
+from .thumbnails import decode_thumbnail
 
 MAX_THUMBNAILS = 48
 THUMBNAIL_SIZE = 96
@@ -62,15 +62,10 @@ def _load_thumbnails(paths, size):
 
     QImage, unlike QPixmap, may be built outside the GUI thread.
     """
-    from ..core.images import open_image
-
     results = []
     for path in paths:
         try:
-            image = fit_thumbnail(open_image(path), size)
-            data = image.tobytes()
-            qimage = QImage(data, image.width, image.height, 3 * image.width, QImage.Format.Format_RGB888)
-            results.append((str(path), qimage.copy(), ""))  # copy: the QImage must own its pixels
+            results.append((str(path), decode_thumbnail(path, size), ""))
         except Exception as exc:  # noqa: BLE001 - one unreadable file gets a placeholder, never a crash
             results.append((str(path), None, getattr(exc, "reason", str(exc))))
     return results

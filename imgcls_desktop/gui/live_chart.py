@@ -21,9 +21,11 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
-from PySide6.QtGui import QImage, QPainter
+from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QSizePolicy, QWidget
 from shiboken6 import isValid
+
+from ._qt import qimage_from_array
 
 TRAIN_COLOUR = "#1f77b4"
 VAL_COLOUR = "#d62728"
@@ -256,6 +258,8 @@ class LiveChart(QWidget):
     def _render(self, chart_id, snapshot, size):
         """Any thread: lay out, rasterise, and return the pixels (touches no Qt object)."""
         self._ensure_figure()  # the first render makes it (and imports matplotlib) here
+        import numpy as np  # loaded by matplotlib already; not at import (start-up time)
+
         with self._figure_lock:
             if size is not None:
                 width, height, ratio = size
@@ -269,9 +273,9 @@ class LiveChart(QWidget):
                         pass  # too small to lay out: keep the previous margins
             self._apply(snapshot)
             self._agg.draw()
-            width, height = self._agg.get_width_height(physical=True)
-            pixels = bytes(self._agg.buffer_rgba())
-        return pixels, width, height, size[2] if size else 1.0
+            # (height, width, 4) RGBA; copied, since the next draw reuses the buffer.
+            pixels = np.array(self._agg.buffer_rgba(), dtype=np.uint8)
+        return pixels, size[2] if size else 1.0
 
     def _render_in_background(self, chart_id, snapshot, size):
         try:
@@ -304,8 +308,8 @@ class LiveChart(QWidget):
         if finished:
             self._render_pending = False
         if image is not None:
-            pixels, width, height, ratio = image
-            qimage = QImage(pixels, width, height, 4 * width, QImage.Format.Format_RGBA8888).copy()
+            pixels, ratio = image
+            qimage = qimage_from_array(pixels)
             qimage.setDevicePixelRatio(ratio)
             self._image = qimage
             self.update()

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ._qt import qimage_from_array
 from .error_dialog import show_error, show_exception
 from .jobs import Job, JobRunner
 from .thumbnails import fit_thumbnail, load_thumbnails, placeholder_pixmap
@@ -93,15 +94,6 @@ class HeatMap:
         return not self.error
 
 
-def _qimage(pixels):
-    import numpy as np  # not at import: numpy loads after the window shows (start-up time)
-
-    height, width = pixels.shape[:2]
-    pixels = np.ascontiguousarray(pixels)
-    # QImage does not own the numpy buffer: copy() detaches it before the array is freed.
-    return QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
-
-
 def _explain_batch(generation, loaded, paths, thumbnail_size, preview_size):
     """Worker side: ``(generation, {path: HeatMap})``; a failing file gets its own error."""
     import numpy as np
@@ -117,10 +109,11 @@ def _explain_batch(generation, loaded, paths, thumbnail_size, preview_size):
         try:
             explanation = engine.explain(loaded, path)
             image = open_image(path)
-            heat_maps[path] = HeatMap(
-                label=explanation.label, heat=explanation.heat,
-                thumbnail=_qimage(overlay(np.asarray(fit_thumbnail(image, thumbnail_size)), explanation.heat)),
-                preview=_qimage(overlay(np.asarray(fit_thumbnail(image, preview_size)), explanation.heat)))
+            thumbnail, preview = (
+                qimage_from_array(overlay(np.asarray(fit_thumbnail(image, size)), explanation.heat))
+                for size in (thumbnail_size, preview_size))
+            heat_maps[path] = HeatMap(label=explanation.label, heat=explanation.heat,
+                                      thumbnail=thumbnail, preview=preview)
         except EngineCrashed:
             raise  # the whole job fails with the engine's one message
         except ImgclsError as exc:

@@ -1,4 +1,5 @@
-"""Thumbnails for the evaluation gallery, the prediction results and the image dialogs.
+"""Thumbnails for the dataset browser, the evaluation gallery, the prediction results, the
+doctor and the image dialogs: the one place an image file becomes a thumbnail.
 
 Every thumbnail is decoded by :func:`core.images.open_image`, the loader training and
 prediction use, so 16-bit, CMYK, EXIF-rotated and transparent images look the way the
@@ -15,6 +16,7 @@ from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem
 
 from ..core.errors import ImageError
+from ._qt import qimage_from_array
 from .jobs import Job, JobRunner
 
 DEFAULT_SIZE = 96
@@ -33,26 +35,17 @@ def _placeholder_image(size):
     return image
 
 
-def _qimage_from_pil(image):
-    rgb = image.convert("RGB") if image.mode != "RGB" else image
-    data = rgb.tobytes()
-    width, height = rgb.size
-    # QImage does not own ``data``: copy() detaches it before the bytes are freed.
-    return QImage(data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
-
-
 @functools.lru_cache(maxsize=1024)
 def _cached_thumbnail(path, modified, size):
     del modified  # part of the cache key only: an edited file gets a fresh thumbnail
     # Pillow and numpy are imported where images are decoded (worker threads), not when
     # the window's modules load (start-up time).
+    import numpy as np
+
     from ..core.images import open_image
 
-    try:
-        image = open_image(path)
-    except ImageError:
-        return _placeholder_image(size)
-    return _qimage_from_pil(fit_thumbnail(image, size))
+    # open_image gives RGB; a failure raises, and lru_cache keeps no exceptions.
+    return qimage_from_array(np.asarray(fit_thumbnail(open_image(path), size)))
 
 
 def fit_thumbnail(image, size):
@@ -71,8 +64,8 @@ def fit_thumbnail(image, size):
     return image
 
 
-def thumbnail_image(path, size=DEFAULT_SIZE) -> QImage:
-    """Decode ``path`` into a ``QImage`` no larger than ``size`` x ``size`` pixels.
+def decode_thumbnail(path, size=DEFAULT_SIZE) -> QImage:
+    """Decode ``path`` into a ``QImage`` no larger than ``size`` x ``size`` pixels, or raise.
 
     Safe to call from a worker thread. Results are cached by path, modification time and
     size, so revisiting the same images costs nothing.
@@ -82,13 +75,22 @@ def thumbnail_image(path, size=DEFAULT_SIZE) -> QImage:
         size: Longest side of the thumbnail in pixels.
 
     Returns:
-        The thumbnail, or a placeholder tile if the file cannot be read.
+        The thumbnail.
+
+    Raises:
+        ImageError: The file cannot be decoded (``reason`` says why).
+        OSError: The file cannot be read at all (for example it was deleted).
     """
-    try:
-        modified = os.stat(path).st_mtime_ns
-    except OSError:
-        return _placeholder_image(size)
+    modified = os.stat(path).st_mtime_ns
     return _cached_thumbnail(str(path), modified, int(size))
+
+
+def thumbnail_image(path, size=DEFAULT_SIZE) -> QImage:
+    """Like :func:`decode_thumbnail`, with a placeholder tile for a file that cannot be read."""
+    try:
+        return decode_thumbnail(path, size)
+    except (ImageError, OSError):
+        return _placeholder_image(size)
 
 
 def thumbnail_pixmap(path, size=DEFAULT_SIZE) -> QPixmap:
@@ -99,26 +101,6 @@ def thumbnail_pixmap(path, size=DEFAULT_SIZE) -> QPixmap:
 def placeholder_pixmap(size=DEFAULT_SIZE) -> QPixmap:
     """The tile shown for unreadable files (GUI thread only)."""
     return QPixmap.fromImage(_placeholder_image(size))
-
-
-def pixmap_from_array(array, size=DEFAULT_SIZE) -> QPixmap:
-    """Turn a ``uint8`` ``(height, width, 3)`` array into a pixmap scaled to fit ``size``.
-
-    Args:
-        array: RGB pixels, e.g. an augmentation preview.
-        size: Longest side of the result in pixels.
-
-    Returns:
-        A ``QPixmap`` (GUI thread only).
-    """
-    import numpy as np
-
-    pixels = np.ascontiguousarray(np.asarray(array, dtype=np.uint8)[..., :3])
-    height, width = pixels.shape[:2]
-    image = QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
-    image = image.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
-                         Qt.TransformationMode.SmoothTransformation)
-    return QPixmap.fromImage(image)
 
 
 def load_thumbnails(paths, size=DEFAULT_SIZE):

@@ -8,7 +8,7 @@ preview imports core on a pool thread (a :class:`jobs.Job`).
 import time
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QImage, QKeySequence, QPixmap
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from ..core.models import DEFAULT_PRESET, PRESETS, Augmentation
 from . import error_dialog
+from ._qt import pixmap_from_array
 from .jobs import Job, JobRunner
 from .live_chart import LiveChart
 from .training_worker import TrainingController, duration_text, progress_text, result_text
@@ -79,17 +80,6 @@ def recommend_for(scan):
     from ..core.recommend import recommend
 
     return scan, recommend(scan)
-
-
-def _pixmap(array):
-    import numpy as np  # not at import: numpy loads after the window shows (start-up time)
-
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    height, width = array.shape[:2]
-    image = QImage(array.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
-    return QPixmap.fromImage(image).scaled(PREVIEW_PIXELS, PREVIEW_PIXELS,
-                                           Qt.AspectRatioMode.KeepAspectRatio,
-                                           Qt.TransformationMode.SmoothTransformation)
 
 
 class TrainingPanel(QWidget):
@@ -604,7 +594,7 @@ class TrainingPanel(QWidget):
             self.preview_layout.takeAt(0).widget().deleteLater()
         for index, image in enumerate(images):
             label = _named(QLabel(), f"previewImage{index}")
-            label.setPixmap(_pixmap(image))
+            label.setPixmap(pixmap_from_array(image, PREVIEW_PIXELS))
             self.preview_layout.addWidget(label)
         self.preview_strip.show()
         self._update_buttons()

@@ -9,8 +9,9 @@ from matplotlib.backend_bases import MouseEvent
 from PIL import Image
 from PySide6.QtCore import Qt
 
+from imgcls_desktop.core.errors import ImageError
 from imgcls_desktop.gui.evaluation_view import EMPTY_TEXT, ConfusionMatrixView, EvaluationView
-from imgcls_desktop.gui.thumbnails import pixmap_from_array, placeholder_pixmap, thumbnail_pixmap
+from imgcls_desktop.gui.thumbnails import decode_thumbnail, placeholder_pixmap, thumbnail_pixmap
 
 
 @pytest.fixture(scope="module")
@@ -163,11 +164,14 @@ def test_thumbnails_of_odd_and_broken_files(tmp_path, qapp):
     broken.write_bytes(b"nope")
     assert thumbnail_pixmap(broken, 48).toImage() == placeholder_pixmap(48).toImage()
     assert thumbnail_pixmap(tmp_path / "missing.png", 48).width() == 48
-    array = np.zeros((10, 20, 3), dtype=np.uint8)
-    array[..., 0] = 255
-    small = pixmap_from_array(array, 40)
-    assert (small.width(), small.height()) == (40, 20)
-    assert small.toImage().pixelColor(5, 5).red() == 255
+    # decode_thumbnail (the dataset browser's) says why instead of drawing the placeholder.
+    with pytest.raises(ImageError) as raised:
+        decode_thumbnail(broken, 48)
+    assert raised.value.reason
+    with pytest.raises(OSError):
+        decode_thumbnail(tmp_path / "missing.png", 48)
+    decoded = decode_thumbnail(wide, 64)
+    assert (decoded.width(), decoded.height()) == (64, 16)
 
 
 def test_export_writes_json_and_csv(view, report, tmp_path):
