@@ -11,8 +11,7 @@ import numpy as np
 
 from .backend import tensorflow_module
 from .dataset import collect_image_files
-from .errors import ImageError
-from .images import load_image
+from .errors import Cancelled, ImageError
 from .tta import mode_of as tta_mode_of, tta_logits
 
 UNKNOWN_TEXT = "none of my classes"
@@ -231,18 +230,26 @@ class Predictor:
             pending_index.clear()
             pending_pixels.clear()
 
-        for index, path in enumerate(paths):
-            if stop_event is not None and stop_event.is_set():
-                break
-            try:
-                pending_pixels.append(load_image(path, self.image_size))
-                pending_index.append(index)
-            except ImageError as exc:
-                results[index] = Prediction(path=str(path), error=exc.reason)
-            if len(pending_pixels) >= self.batch_size:
-                flush()
-            if on_progress is not None:
-                on_progress(index + 1, len(paths))
+        from .pipeline import decoded_in_parallel
+
+        # Decoded on every core, ahead of the model: a folder of 10,000 files no longer waits
+        # for one core to decode each batch before the model may run it.
+        try:
+            for index, (path, pixels) in enumerate(zip(paths, decoded_in_parallel(paths, self.image_size,
+                                                                                  stop_event))):
+                if pixels is None:  # stopped: the generator raises Cancelled next
+                    continue
+                if isinstance(pixels, ImageError):
+                    results[index] = Prediction(path=str(path), error=pixels.reason)
+                else:
+                    pending_pixels.append(pixels)
+                    pending_index.append(index)
+                if len(pending_pixels) >= self.batch_size:
+                    flush()
+                if on_progress is not None:
+                    on_progress(index + 1, len(paths))
+        except Cancelled:
+            pass  # what was classified before the stop is returned
         flush()
         return [result for result in results if result is not None]
 

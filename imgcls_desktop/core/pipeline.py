@@ -80,12 +80,12 @@ def decode_workers():
 
 
 def decoded_in_parallel(paths, image_size, stop_event=None, workers=None):
-    """``load_image`` of each path at ``image_size``, in order, on every core.
+    """``load_image`` of each path at ``image_size`` (a side, or ``(height, width)``), in order, on every core.
 
     Yields the uint8 array, or the :class:`ImageError` of a file that cannot be read.
     Raises :class:`Cancelled` when ``stop_event`` is set.
     """
-    size = (image_size, image_size)
+    size = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size, image_size)
 
     def load(path):
         if stop_event is not None and stop_event.is_set():

@@ -22,8 +22,16 @@ from .dataset import scan_dataset, split_train_validation
 from .defaults import DEFAULT_SEED
 from .errors import TrainingError
 from .head_features import head_features
-from .job_clock import AFTER_FIT_FIXED_SECONDS, JobClock, save_seconds
-from .models import DEFAULT_PRESET, Augmentation, build_model, for_time_budget, forward_flops, get_preset, init_whitening
+from .job_clock import AFTER_FIT_FIXED_SECONDS, EVALUATION_VIEW_FACTOR, JobClock, save_seconds
+from .models import (
+    DEFAULT_PRESET,
+    Augmentation,
+    build_model,
+    for_time_budget,
+    forward_flops,
+    get_preset,
+    init_whitening,
+)
 from .paths import relative_posix
 from .pipeline import Cancelled, decode_items
 from .tta import views_per_image
@@ -143,6 +151,7 @@ class _Decoded:
     y_val: np.ndarray
     val_items: list
     skipped: list
+    decode_rate: float  # images a second, as decoded (or served from the cache) here
 
 
 @dataclass
@@ -151,9 +160,10 @@ class _Fitted:
     history: dict
     calibrate_model: object  # what calibration runs: the model, or its head on stored features
     calibrate_x: object  # ... on the validation images, or their stored features
+    planned_after_fit: float = 0.0  # what the plan set aside for the work after the fit
 
 
-def train(dataset, config=None, *, on_progress=None, stop_event=None, started_at=None):
+def train(dataset, config=None, *, on_progress=None, stop_event=None, started_at=None, evaluated_after=False):
     """Train a classifier on a class-folder dataset.
 
     Args:
@@ -165,6 +175,9 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None, started_at
         started_at: ``time.monotonic()`` when the user asked for this job (pressed Train,
             started ``imgcls train``); ``config.time_budget`` counts from then, and covers
             everything up to the saved model. Defaults to now.
+        evaluated_after: The caller evaluates the model on its held-out images once this
+            returns (``imgcls train`` records the run with its accuracy): a time budget then
+            sets the time aside for it too.
 
     Returns:
         A :class:`TrainingResult` whose ``model`` holds the best weights seen.
@@ -178,16 +191,16 @@ def train(dataset, config=None, *, on_progress=None, stop_event=None, started_at
     plan = distribute.plan_for(config.distribute)  # issue 14
     with plan.scope():
         return distribute.run_reporting_lost_workers(plan, lambda: _train_in_scope(
-            dataset, config, clock, on_progress, stop_event, plan))
+            dataset, config, clock, on_progress, stop_event, plan, evaluated_after))
 
 
-def _train_in_scope(dataset, config, clock, on_progress, stop_event, plan):
+def _train_in_scope(dataset, config, clock, on_progress, stop_event, plan, evaluated_after):
     from .run_checks import check_training_run
 
     check_training_run(config, dataset)  # ranges and memory, before any work (issue 17)
     scan = dataset if hasattr(dataset, "splits") else scan_dataset(dataset)
     resolved = config.resolved()
-    data = _decode(scan, resolved, on_progress, stop_event)
+    data = _decode(scan, resolved, clock, on_progress, stop_event)
     config = _fit_settings(config, resolved, len(data.x_train), plan)
     preset = for_time_budget(get_preset(config.preset), config.time_budget)
     num_classes = len(scan.class_names)
@@ -196,7 +209,8 @@ def _train_in_scope(dataset, config, clock, on_progress, stop_event, plan):
     model = plan.float32_head(build_model(preset, num_classes, config.image_size, weights=config.weights))
     init_whitening(model, data.x_train)
     fit_started = clock.elapsed()
-    fitted = _fit(model, data, config, preset, num_classes, clock, on_progress, stop_event)
+    evaluated = _evaluated_after(scan, data) if evaluated_after else 0
+    fitted = _fit(model, data, config, preset, num_classes, clock, evaluated, on_progress, stop_event)
     fit_ended = clock.elapsed()
     metadata = _metadata(scan, config, preset, model, data, fitted)
     metadata["calibration"] = _calibration(fitted.calibrate_model, fitted.calibrate_x, data.y_val, num_classes,
@@ -205,7 +219,7 @@ def _train_in_scope(dataset, config, clock, on_progress, stop_event, plan):
     metadata["training"]["seconds"] = round(seconds, 2)
     metadata["training"]["timings"] = {  # where the job's time went (benchmarks read it)
         "before_fit": round(fit_started, 2), "fit": round(fit_ended - fit_started, 2),
-        "after_fit": round(seconds - fit_ended, 2),
+        "after_fit": round(seconds - fit_ended, 2), "after_fit_planned": round(fitted.planned_after_fit, 2),
     }
     run = fitted.run
     best_val = run.best_value if len(data.x_val) else None
@@ -217,15 +231,17 @@ def _train_in_scope(dataset, config, clock, on_progress, stop_event, plan):
     )
 
 
-def _decode(scan, config, on_progress, stop_event):
+def _decode(scan, config, clock, on_progress, stop_event):
     """The split's pixels at the configured size; files unreadable now are skipped and named."""
     train_items, val_items = split_train_validation(scan, config.validation_split, config.seed)
 
     def decode_progress(done, total):
         if on_progress is not None:
             on_progress(TrainingProgress(kind="decode", step=done, steps=total, fraction_done=done / max(1, total),
+                                         seconds_elapsed=clock.elapsed(), seconds_left=clock.seconds_left(),
                                          message=f"Reading images {done}/{total}"))
 
+    started = time.monotonic()
     try:
         x_train, y_train, skipped = decode_items(train_items, config.image_size, on_progress=decode_progress,
                                                  stop_event=stop_event)
@@ -239,7 +255,17 @@ def _decode(scan, config, on_progress, stop_event):
             f"No readable training image left for class(es) {', '.join(missing)} "
             "(files changed since the folder was scanned). Rescan the folder and try again."
         )
-    return _Decoded(x_train, y_train, x_val, y_val, val_items, skipped + skipped_val)
+    rate = (len(train_items) + len(val_items)) / max(1e-6, time.monotonic() - started)
+    return _Decoded(x_train, y_train, x_val, y_val, val_items, skipped + skipped_val, rate)
+
+
+def _evaluated_after(scan, data):
+    """How many images the caller's evaluation will read: the test split, else the held-out ones.
+
+    The count :func:`core.evaluation.evaluation_items` will give the trained model.
+    """
+    test = scan.splits.get("test")
+    return len(test) if test else len(data.x_val)
 
 
 def _fit_settings(config, resolved, num_train_images, plan):
@@ -258,7 +284,7 @@ def _fit_settings(config, resolved, num_train_images, plan):
     return config
 
 
-def _fit(model, data, config, preset, num_classes, clock, on_progress, stop_event):
+def _fit(model, data, config, preset, num_classes, clock, evaluated_after, on_progress, stop_event):
     """Every fit phase of the job: the model (or its head on stored features), then fine-tuning."""
     from . import fit_loop
 
@@ -277,7 +303,8 @@ def _fit(model, data, config, preset, num_classes, clock, on_progress, stop_even
         augmentation = Augmentation(flip=False)
     fine_tuning = preset.kind == "transfer" and config.fine_tune_epochs > 0
     after_fit = _AfterFit(len(data.x_val), views_per_image(preset.tta), model.count_params(), backbone_rate,
-                          calibrate_on_features=transfer_cached)
+                          calibrate_on_features=transfer_cached, num_evaluated=evaluated_after,
+                          decode_rate=data.decode_rate)
     phase = fit_loop.Phase(
         config=config, preset=preset, augmentation=augmentation,
         class_weight=_class_weight(config.class_weights, data.y_train, num_classes), clock=clock,
@@ -299,33 +326,49 @@ def _fit(model, data, config, preset, num_classes, clock, on_progress, stop_even
         history = {key: run.history.get(key, []) + tuned.history.get(key, [])
                    for key in dict.fromkeys([*run.history, *tuned.history])}
         result = _Fitted(tuned, history, model, data.x_val)
+    result.planned_after_fit = after_fit(result.run)
     return result
 
 
 class _AfterFit:
-    """Seconds the job needs once fitting ends: the calibration pass, the fixed costs, the save.
+    """Seconds the job needs once fitting ends: calibration, the save, the caller's evaluation.
 
-    The calibration pass runs the model over every validation image and its TTA views; its
-    rate comes from this job: the backbone's when a transfer model was fine-tuned, else the
-    validation passes of the fit (or, before the first one, a third of the training rate).
+    Calibration runs the model over every validation image and its TTA views; the caller's
+    evaluation (``evaluated_after``) decodes its images and runs the full model over them
+    and their views. The rates come from this job: the decoding of the training images,
+    the backbone's features (transfer models), the fit's validation passes, or, before the
+    first of those, a third of the training rate (a forward pass is about a third of a
+    training step).
     """
 
-    def __init__(self, num_val, views, parameters, backbone_rate, calibrate_on_features):
+    def __init__(self, num_val, views, parameters, backbone_rate, calibrate_on_features, num_evaluated=0,
+                 decode_rate=None):
         self.num_val = num_val
         self.views = views
         self.save = save_seconds(parameters)
         self.backbone_rate = backbone_rate
         self.calibrate_on_features = calibrate_on_features
+        self.num_evaluated = num_evaluated
+        self.decode_rate = decode_rate
 
     def __call__(self, run):
-        return AFTER_FIT_FIXED_SECONDS + self.save + self.num_val * self.views * self.seconds_per_view(run)
+        model_view = self.model_seconds_per_view(run)
+        calibration = self.views * (self.head_seconds_per_view(run) if self.calibrate_on_features else model_view)
+        evaluation = self.num_evaluated * (EVALUATION_VIEW_FACTOR * self.views * model_view
+                                           + 1.0 / (self.decode_rate or math.inf))
+        return AFTER_FIT_FIXED_SECONDS + self.save + self.num_val * calibration + evaluation
 
-    def seconds_per_view(self, run):
-        if self.num_val == 0:
-            return 0.0
-        if not self.calibrate_on_features and self.backbone_rate:  # fine-tuned transfer model
+    def head_seconds_per_view(self, run):
+        """A head on stored features: what its validation passes cost."""
+        if run.validation_seconds is not None and self.num_val:
+            return run.validation_seconds / self.num_val
+        return 0.0
+
+    def model_seconds_per_view(self, run):
+        """The full model on one image."""
+        if self.backbone_rate:  # a transfer model: its backbone is nearly all of it
             return 1.0 / self.backbone_rate
-        if run.validation_seconds is not None:
+        if run.validation_seconds is not None and self.num_val:
             return run.validation_seconds / self.num_val
         elapsed = time.monotonic() - run.start
         if run.total_steps_done == 0 or elapsed <= 0:

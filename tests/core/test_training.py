@@ -164,23 +164,39 @@ def test_time_budget_counts_from_when_the_job_started(shapes_dataset, batch_cloc
     assert timings["before_fit"] == pytest.approx(3.0) and timings["fit"] == pytest.approx(3.0)
 
 
-def test_calibration_time_is_planned_from_the_validation_pass(shapes_dataset):
+def test_the_work_after_the_fit_is_planned_from_rates_measured_in_the_job():
     # Calibration runs every validation image through each TTA view: the plan multiplies the
     # measured validation time by the views, and adds the fixed costs and the save.
     from types import SimpleNamespace
 
-    from imgcls_desktop.core.job_clock import AFTER_FIT_FIXED_SECONDS, save_seconds
+    from imgcls_desktop.core.job_clock import AFTER_FIT_FIXED_SECONDS, EVALUATION_VIEW_FACTOR, save_seconds
     from imgcls_desktop.core.training import _AfterFit
 
     plan = _AfterFit(num_val=100, views=6, parameters=1_000_000, backbone_rate=None, calibrate_on_features=False)
     run = SimpleNamespace(validation_seconds=0.5, start=0.0, total_steps_done=0, batch_size=8)
     assert plan(run) == pytest.approx(AFTER_FIT_FIXED_SECONDS + save_seconds(1_000_000) + 6 * 0.5)
+    # The caller evaluating 1,000 test images afterwards: decoding them, and the model on each view.
+    evaluated = _AfterFit(num_val=100, views=6, parameters=0, backbone_rate=None, calibrate_on_features=False,
+                          num_evaluated=1000, decode_rate=500.0)
+    assert evaluated(run) == pytest.approx(AFTER_FIT_FIXED_SECONDS + 6 * 0.5
+                                           + 1000 * (EVALUATION_VIEW_FACTOR * 6 * 0.005 + 1 / 500.0))
     # A fine-tuned transfer model is calibrated through its backbone, at the backbone's rate.
     tuned = _AfterFit(num_val=100, views=1, parameters=0, backbone_rate=50.0, calibrate_on_features=False)
     assert tuned(run) == pytest.approx(AFTER_FIT_FIXED_SECONDS + 100 / 50.0)
     # A head calibrated on stored features costs what its validation pass cost.
     head = _AfterFit(num_val=100, views=1, parameters=0, backbone_rate=50.0, calibrate_on_features=True)
     assert head(run) == pytest.approx(AFTER_FIT_FIXED_SECONDS + 0.5)
+    # Before any validation pass: a third of the training rate (a forward pass against a step).
+    early = SimpleNamespace(validation_seconds=None, start=0.0, total_steps_done=10, batch_size=8)
+    import imgcls_desktop.core.training as training
+
+    real_time = training.time
+    training.time = SimpleNamespace(monotonic=lambda: 12.0)
+    try:
+        assert plan(early) == pytest.approx(AFTER_FIT_FIXED_SECONDS + save_seconds(1_000_000)
+                                            + 100 * 6 * 12.0 / (3 * 80))
+    finally:
+        training.time = real_time
 
 
 def test_refuses_a_single_class(tmp_path):
