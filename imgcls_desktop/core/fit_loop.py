@@ -19,7 +19,7 @@ from .backend import keras_module
 from .errors import TrainingError
 from .pipeline import build_augmenter, make_dataset
 
-keras = keras_module()
+keras: Any = keras_module()  # configures TensorFlow's environment first, then loads Keras
 
 FINE_TUNE_FRACTION = 0.35  # of the backbone's layers, from the top, that fine-tuning trains
 FINE_TUNE_LR_FACTOR = 0.01  # fine-tuning's learning rate, as a share of the preset's
@@ -75,7 +75,7 @@ class FitRun:
         self.epoch = 0
         self.best_value = phase.best_value
         self.best_epoch = 0
-        self.best_weights = None
+        self.best_weights: list | None = None
         self.epochs_without_improvement = 0
         self.history: dict[str, list] = {}
         self.stopped_by_user = False
