@@ -224,32 +224,36 @@ def object_model(tmp_path_factory):
 def batch_clock(monkeypatch, in_process_engine):
     """Training's clock, moved on ``seconds_per_batch`` (default 1.0) at each batch.
 
-    A time-budget run then stops after the same batch on any machine, however busy:
-    a 4-second budget is exactly 4 batches.
+    A time-budget run then stops after the same batch on any machine, however busy. The
+    job's clock stands still everywhere else (decoding, validation), and the save is
+    planned to take no time, so a budget of ``AFTER_FIT_FIXED_SECONDS + 4`` is exactly 4
+    batches; a test moves ``now`` itself to stand for time spent elsewhere.
     """
     import time
 
-    from imgcls_desktop.core import training
+    from imgcls_desktop.core import fit_loop, job_clock, training
 
     class BatchClock:
         now = 0.0
         seconds_per_batch = 1.0
 
-        def perf_counter(self):
+        def monotonic(self):
             return self.now
 
         def __getattr__(self, name):
             return getattr(time, name)
 
     clock = BatchClock()
-    real_batch_ended = training._Run.batch_ended
+    real_batch_ended = fit_loop.FitRun.batch_ended
 
     def batch_ended(run, batch, logs):
         clock.now += clock.seconds_per_batch
         return real_batch_ended(run, batch, logs)
 
-    monkeypatch.setattr(training, "time", clock)
-    monkeypatch.setattr(training._Run, "batch_ended", batch_ended)
+    for module in (training, fit_loop, job_clock):
+        monkeypatch.setattr(module, "time", clock)
+    monkeypatch.setattr(training, "save_seconds", lambda parameters: 0.0)
+    monkeypatch.setattr(fit_loop.FitRun, "batch_ended", batch_ended)
     return clock
 
 

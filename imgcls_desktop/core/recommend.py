@@ -30,12 +30,13 @@ _SIZE_SAMPLE = 64
 # kernels): Lite0 features at 224 px a second, fast_cnn training images at 32 px a second,
 # photos (0.2 megapixel JPEG) decoded a second on one core. AVX-512: benchmarks/results/
 # photos-trashnet-*.md and speed-2026-12-02.md; AVX2: measured when issue 13 was filed
-# (Lite0, decoding) and oneDNN capped to AVX2 in backend-ab-2026-12-02.md (fast_cnn).
+# (Lite0, decoding) and on a 2-core AVX2 EPYC in time-budget-2026-12-02-1855.md (fast_cnn:
+# 4 epochs of 47,500 images in 235 s of fitting, validation included).
 # A live matmul probe was tried instead and read 2-5 GFLOP/s on a busy machine that does
 # 100+ when quiet: too noisy to plan a run on.
 MACHINE_SPEEDS = {
     "avx512": {"lite0_features": 70.0, "fast_cnn_images": 950.0, "decode_photos": 150.0},
-    "avx2": {"lite0_features": 43.0, "fast_cnn_images": 600.0, "decode_photos": 150.0},
+    "avx2": {"lite0_features": 43.0, "fast_cnn_images": 800.0, "decode_photos": 150.0},
     "other": {"lite0_features": 15.0, "fast_cnn_images": 200.0, "decode_photos": 100.0},
 }
 

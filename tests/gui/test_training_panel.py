@@ -108,10 +108,10 @@ def test_real_training_succeeds_and_fills_the_chart(qtbot, panel):
 def test_stop_during_training_then_train_again(qtbot, panel, monkeypatch, in_process_engine):
     # The training thread waits inside epoch 1 until Stop was clicked: no race with a busy
     # machine finishing the epoch first.
-    from imgcls_desktop.core import training
+    from imgcls_desktop.core import fit_loop
 
     in_first_batch, clicked = threading.Event(), threading.Event()
-    real_batch_ended = training._Run.batch_ended
+    real_batch_ended = fit_loop.FitRun.batch_ended
 
     def batch_ended(self, batch, logs):
         if self.epoch == 1 and batch == 0:
@@ -119,7 +119,7 @@ def test_stop_during_training_then_train_again(qtbot, panel, monkeypatch, in_pro
             assert clicked.wait(60), "the test never clicked Stop"
         return real_batch_ended(self, batch, logs)
 
-    monkeypatch.setattr(training._Run, "batch_ended", batch_ended)
+    monkeypatch.setattr(fit_loop.FitRun, "batch_ended", batch_ended)
     panel.epochs_spin.setValue(5)
     succeeded = []
     panel.training_succeeded.connect(succeeded.append)
@@ -133,7 +133,7 @@ def test_stop_during_training_then_train_again(qtbot, panel, monkeypatch, in_pro
     assert "(stopped by user)" in panel.status_label.text()
     assert panel.train_button.isEnabled()
     # Stop must not poison the next run.
-    monkeypatch.setattr(training._Run, "batch_ended", real_batch_ended)
+    monkeypatch.setattr(fit_loop.FitRun, "batch_ended", real_batch_ended)
     panel.epochs_spin.setValue(1)
     with qtbot.waitSignal(panel.training_succeeded, timeout=90000) as blocker:
         assert panel.start_training()

@@ -122,12 +122,12 @@ def test_job_result_arriving_after_its_pane_was_deleted(qtbot, monkeypatch, tiny
 
 
 def test_exception_inside_a_training_run_fails_cleanly_and_the_next_run_works(qtbot, tmp_path, monkeypatch):
-    from imgcls_desktop.core import training
+    from imgcls_desktop.core import fit_loop
 
     root = make_shapes_dataset(tmp_path / "data", num_classes=2, per_class=8, size=32)
     scan = scan_dataset(root)
     config = TrainingConfig(preset="tutorial_cnn", epochs=2, batch_size=4, seed=1)
-    real_batch_ended = training._Run.batch_ended
+    real_batch_ended = fit_loop.FitRun.batch_ended
     calls = []
 
     def out_of_memory_on_second_batch(self, batch, logs):
@@ -136,7 +136,7 @@ def test_exception_inside_a_training_run_fails_cleanly_and_the_next_run_works(qt
             raise MemoryError("simulated: out of memory in batch 2")
         return real_batch_ended(self, batch, logs)
 
-    monkeypatch.setattr(training._Run, "batch_ended", out_of_memory_on_second_batch)
+    monkeypatch.setattr(fit_loop.FitRun, "batch_ended", out_of_memory_on_second_batch)
     controller = training_worker.TrainingController()
     order = []
     controller.succeeded.connect(lambda result: order.append("succeeded"))
@@ -150,7 +150,7 @@ def test_exception_inside_a_training_run_fails_cleanly_and_the_next_run_works(qt
     assert not controller.is_running()
     qtbot.waitUntil(lambda: not training_worker.live_threads(), timeout=30000)
 
-    monkeypatch.setattr(training._Run, "batch_ended", real_batch_ended)
+    monkeypatch.setattr(fit_loop.FitRun, "batch_ended", real_batch_ended)
     order.clear()
     with qtbot.waitSignal(controller.finished, timeout=60000):
         assert controller.start(scan, TrainingConfig(preset="tutorial_cnn", epochs=1, batch_size=8, seed=1))
