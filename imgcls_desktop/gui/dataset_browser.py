@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 from ..core.errors import DatasetError
 from ..resources import dataset_display_name
 from . import error_dialog
+from ._qt import named
 from .class_chart import ClassCountChart
 from .doctor_view import DoctorView
 from .jobs import Job, JobRunner
@@ -71,12 +72,6 @@ def _load_thumbnails(paths, size):
     return results
 
 
-def _named(widget, name):
-    widget.setObjectName(name)
-    widget.setAccessibleName(name)
-    return widget
-
-
 class DatasetBrowser(QWidget):
     """Shows what a dataset folder holds, and what in it cannot be used.
 
@@ -99,7 +94,7 @@ class DatasetBrowser(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        _named(self, "datasetBrowser")
+        named(self, "datasetBrowser")
         self._runner = JobRunner(self)
         self._scan = None
         self._scan_job = None
@@ -116,14 +111,14 @@ class DatasetBrowser(QWidget):
 
     def _build(self):
         self.header_label, self.imbalance_label, self.status_label = (
-            _named(QLabel(), name) for name in ("datasetHeader", "imbalanceWarning", "scanStatus"))
+            named(QLabel(), name) for name in ("datasetHeader", "imbalanceWarning", "scanStatus"))
         for label in (self.header_label, self.imbalance_label, self.status_label):
             label.setWordWrap(True)
         self.header_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.imbalance_label.setStyleSheet("color: #b35900;")
 
-        self.progress_bar = _named(QProgressBar(), "scanProgress")
-        self.cancel_button = _named(QPushButton("Cancel"), "scanCancelButton")
+        self.progress_bar = named(QProgressBar(), "scanProgress")
+        self.cancel_button = named(QPushButton("Cancel"), "scanCancelButton")
         self.cancel_button.clicked.connect(self.cancel_scan)
         self.progress_row = QWidget()
         progress_layout = QHBoxLayout(self.progress_row)
@@ -136,9 +131,9 @@ class DatasetBrowser(QWidget):
         chart_scroll.setWidgetResizable(True)
         chart_scroll.setWidget(self.chart)
 
-        self.class_list = _named(QListWidget(), "classList")
+        self.class_list = named(QListWidget(), "classList")
         self.class_list.currentItemChanged.connect(self._on_class_selected)
-        self.thumbnail_grid = _named(QListWidget(), "thumbnailGrid")
+        self.thumbnail_grid = named(QListWidget(), "thumbnailGrid")
         self.thumbnail_grid.setViewMode(QListView.ViewMode.IconMode)
         self.thumbnail_grid.setResizeMode(QListView.ResizeMode.Adjust)
         self.thumbnail_grid.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
@@ -151,7 +146,7 @@ class DatasetBrowser(QWidget):
         images_splitter.setStretchFactor(1, 3)
         images_splitter.setSizes([260, 700])
 
-        self.problem_table = _named(QTableWidget(0, 2), "problemTable")
+        self.problem_table = named(QTableWidget(0, 2), "problemTable")
         self.problem_table.setHorizontalHeaderLabels(["File", "Reason"])
         self.problem_table.horizontalHeader().setStretchLastSection(True)
         self.problem_table.setColumnWidth(0, 320)
@@ -159,11 +154,11 @@ class DatasetBrowser(QWidget):
         self.problem_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.problem_table.itemDoubleClicked.connect(self._on_item_double_clicked)
 
-        self.duplicate_list = _named(QTreeWidget(), "duplicateList")
+        self.duplicate_list = named(QTreeWidget(), "duplicateList")
         self.duplicate_list.setHeaderLabels(["Identical files"])
         self.duplicate_list.itemDoubleClicked.connect(self._on_item_double_clicked)
         self.doctor = DoctorView()
-        self.check_button = _named(QPushButton("Check dataset…"), "checkDatasetButton")
+        self.check_button = named(QPushButton("Check dataset…"), "checkDatasetButton")
         self.check_button.setToolTip("Near-duplicates, train/test leakage, class imbalance and likely mislabels")
         self.check_button.clicked.connect(self.show_doctor)
 
@@ -173,7 +168,7 @@ class DatasetBrowser(QWidget):
         overview.addWidget(images_splitter)
         overview.setStretchFactor(0, 1)
         overview.setStretchFactor(1, 2)
-        self.tabs = _named(QTabWidget(), "datasetTabs")
+        self.tabs = named(QTabWidget(), "datasetTabs")
         self.tabs.addTab(overview, "Overview")
         self._problems_tab = self.tabs.addTab(self.problem_table, "Problems (0)")
         self._duplicates_tab = self.tabs.addTab(self.duplicate_list, "Duplicates (0)")

@@ -31,7 +31,8 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.errors import ImgclsError
-from . import error_dialog
+from . import engine, error_dialog
+from ._qt import named
 from .jobs import Job, JobRunner
 from .thumbnails import load_thumbnails, placeholder_pixmap
 
@@ -44,14 +45,8 @@ FIND_TIP = ("Train a small model on all folds but one, once per fold, and list t
             "model which never saw them puts in another class")
 
 
-def _named(widget, name):
-    widget.setObjectName(name)
-    widget.setAccessibleName(name)
-    return widget
-
-
 def _table(name, headers):
-    table = _named(QTableWidget(0, len(headers)), name)
+    table = named(QTableWidget(0, len(headers)), name)
     table.setHorizontalHeaderLabels(headers)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -67,13 +62,6 @@ def _relative(path, root):
         return str(path)
 
 
-def _search_mislabels(scan, folds, epochs, on_progress=None, stop_event=None):
-    from . import engine
-
-    # The fold models train in the engine process.
-    return engine.find_mislabels(scan, folds, epochs, on_progress=on_progress, stop_event=stop_event)
-
-
 def _check(scan, on_progress=None, stop_event=None):
     from ..core.doctor import doctor_report
 
@@ -86,8 +74,8 @@ class _JobRow(QWidget):
     def __init__(self, button, name):
         super().__init__()
         self.button = button
-        self.progress = _named(QProgressBar(), f"{name}Progress")
-        self.cancel = _named(QPushButton("Cancel"), f"{name}CancelButton")
+        self.progress = named(QProgressBar(), f"{name}Progress")
+        self.cancel = named(QPushButton("Cancel"), f"{name}CancelButton")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(button)
@@ -127,7 +115,7 @@ class DoctorView(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        _named(self, "doctorView")
+        named(self, "doctorView")
         self._runner = JobRunner(self)
         self._scan = None
         self._report = None
@@ -144,19 +132,19 @@ class DoctorView(QWidget):
 
     # -- layout ---------------------------------------------------------------------
     def _build(self):
-        self.summary_label = _named(QLabel(), "doctorSummary")
+        self.summary_label = named(QLabel(), "doctorSummary")
         self.summary_label.setWordWrap(True)
-        self.check_button = _named(QPushButton("Check dataset"), "doctorCheckButton")
+        self.check_button = named(QPushButton("Check dataset"), "doctorCheckButton")
         self.check_button.setToolTip("Look for exact and near-duplicate images (perceptual hash), "
                                      "train/test leakage and class imbalance")
         self.check_button.clicked.connect(self.run_check)
         self.check_row = _JobRow(self.check_button, "doctorCheck")
         self.check_row.cancel.clicked.connect(self.cancel_check)
 
-        self.balance_label = _named(QLabel(), "balanceSummary")
+        self.balance_label = named(QLabel(), "balanceSummary")
         self.balance_label.setWordWrap(True)
         self.balance_table = _table("balanceTable", ["Class", "Training images", "Suggested weight"])
-        self.class_weights_button = _named(QPushButton("Train with these class weights"),
+        self.class_weights_button = named(QPushButton("Train with these class weights"),
                                            "classWeightsButton")
         self.class_weights_button.setToolTip("Turn on \"Balance classes (class weights)\" in the Train view "
                                              "and go there")
@@ -177,15 +165,15 @@ class DoctorView(QWidget):
             table.setColumnWidth(0, 2 * (THUMBNAIL_SIZE + _GAP) + 12)
             table.setWordWrap(True)
 
-        self.folds_spin = _named(QSpinBox(), "foldsSpin")
+        self.folds_spin = named(QSpinBox(), "foldsSpin")
         self.folds_spin.setRange(2, 10)
         self.folds_spin.setValue(3)
         self.folds_spin.setPrefix("folds ")
-        self.epochs_spin = _named(QSpinBox(), "mislabelEpochsSpin")
+        self.epochs_spin = named(QSpinBox(), "mislabelEpochsSpin")
         self.epochs_spin.setRange(1, 200)
         self.epochs_spin.setValue(10)
         self.epochs_spin.setPrefix("epochs ")
-        self.find_button = _named(QPushButton("Find likely mislabels"), "findMislabelsButton")
+        self.find_button = named(QPushButton("Find likely mislabels"), "findMislabelsButton")
         self.find_button.setToolTip(FIND_TIP)
         self.find_button.clicked.connect(self.find_mislabels)
         self.search_row = _JobRow(self.find_button, "mislabel")
@@ -194,7 +182,7 @@ class DoctorView(QWidget):
         self.search_row.layout().insertWidget(1, self.epochs_spin)
         for widget in (self.folds_spin, self.epochs_spin, self.find_button):
             widget.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
-        self.mislabel_label = _named(QLabel(), "mislabelStatus")
+        self.mislabel_label = named(QLabel(), "mislabelStatus")
         self.mislabel_label.setWordWrap(True)
         self.suspect_table = _table("suspectTable", ["Image", "File", "Folder", "Looks like", "Confidence"])
         self.suspect_table.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
@@ -231,7 +219,7 @@ class DoctorView(QWidget):
         layout.addWidget(columns, 1)
 
     def _group(self, title, name, *widgets):
-        group = _named(QGroupBox(title), name)
+        group = named(QGroupBox(title), name)
         layout = QVBoxLayout(group)
         for widget in widgets:
             layout.addWidget(widget)
@@ -478,7 +466,8 @@ class DoctorView(QWidget):
         if self._scan is None or self._search_job is not None or self._training:
             return None
         folds, epochs = self.folds_spin.value(), self.epochs_spin.value()
-        job = Job(_search_mislabels, self._scan, folds, epochs, with_progress=True, uses_engine=True)
+        # The fold models train in the engine process.
+        job = Job(engine.find_mislabels, self._scan, folds, epochs, with_progress=True, uses_engine=True)
         self._search_job = job
         self._search_epochs = epochs
         self.search_row.set_running(True, "Starting…")
@@ -571,7 +560,7 @@ class DoctorView(QWidget):
     def suspect_menu(self, row, parent=None):
         """The context menu of suspect ``row``: move it to its predicted class or to quarantine."""
         suspect = self._suspects[row]
-        menu = _named(QMenu(parent or self), "suspectMenu")
+        menu = named(QMenu(parent or self), "suspectMenu")
         move = menu.addAction(f"Move to class '{suspect.predicted_class}'")
         move.setData(("move", suspect.predicted_class))
         quarantine = menu.addAction("Move to quarantine")

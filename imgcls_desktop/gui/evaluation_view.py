@@ -35,7 +35,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ._qt import pixmap_from_array
+from . import engine
+from ._qt import named, pixmap_from_array
 from .error_dialog import show_error, show_exception
 from .jobs import Job, JobRunner
 from .lazy_canvas import LazyCanvas
@@ -43,12 +44,6 @@ from .thumbnails import ThumbnailGrid, fit_thumbnail
 
 EMPTY_TEXT = "Train a model or open a model and a dataset to see how good it is."
 TABLE_COLUMNS = ("Class", "Precision", "Recall", "F1", "Support")
-
-
-def _name(widget, name):
-    widget.setObjectName(name)
-    widget.setAccessibleName(name)
-    return widget
 
 
 def _plural(count, word):
@@ -75,7 +70,6 @@ def _heat_map(loaded, path):
 
     from ..core.explain import overlay_for_display
     from ..core.images import open_image
-    from . import engine
 
     explanation = engine.explain(loaded, path)  # Grad-CAM runs in the engine process
     confidence = float(explanation.probabilities[explanation.predicted_index])
@@ -95,16 +89,16 @@ class HeatMapDialog(QDialog):
 
     def __init__(self, path, parent=None):
         super().__init__(parent)
-        _name(self, "heatMapDialog")
+        named(self, "heatMapDialog")
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.path = str(path)
         self.setWindowTitle(f"Heat map — {Path(path).name}")
-        self.original = _name(QLabel(), "heatMapOriginal")
-        self.picture = _name(QLabel("Computing the heat map…"), "heatMapImage")
+        self.original = named(QLabel(), "heatMapOriginal")
+        self.picture = named(QLabel("Computing the heat map…"), "heatMapImage")
         for label in (self.original, self.picture):
             label.setAlignment(Qt.AlignmentFlag.AlignCenter)
             label.setMinimumSize(HEAT_MAP_PIXELS, HEAT_MAP_PIXELS)
-        self.caption = _name(QLabel(), "heatMapCaption")
+        self.caption = named(QLabel(), "heatMapCaption")
         self.caption.setWordWrap(True)
         pictures = QHBoxLayout()
         pictures.addWidget(self.original)
@@ -136,15 +130,15 @@ class ImageActions(QWidget):
         super().__init__(parent)
         self.view = view
         self.grid = grid
-        self.move_button = _name(QPushButton("Move to class"), "moveToClassButton")
+        self.move_button = named(QPushButton("Move to class"), "moveToClassButton")
         self.class_menu = QMenu(self.move_button)
         self.class_menu.aboutToShow.connect(self._fill_class_menu)
         self.move_button.setMenu(self.class_menu)
-        self.quarantine_button = _name(QPushButton("Move to quarantine"), "quarantineButton")
+        self.quarantine_button = named(QPushButton("Move to quarantine"), "quarantineButton")
         self.quarantine_button.setToolTip("Move the selected images out of the dataset, into "
                                           ".imgcls/quarantine inside the dataset folder (undoable)")
         self.quarantine_button.clicked.connect(self._on_quarantine)
-        self.heat_button = _name(QPushButton("Show heat map"), "heatMapButton")
+        self.heat_button = named(QPushButton("Show heat map"), "heatMapButton")
         self.heat_button.setToolTip("Where the model looked for its answer (Grad-CAM)")
         self.heat_button.clicked.connect(self._on_heat_map)
         layout = QHBoxLayout(self)
@@ -192,7 +186,7 @@ class ConfusionMatrixView(LazyCanvas):
     def __init__(self, parent=None, show_colorbar=False):
         # matplotlib and the figure are made when the view is first shown or drawn.
         super().__init__(parent, figsize=(4, 4), layout="constrained")
-        _name(self, "confusionMatrix")
+        named(self, "confusionMatrix")
         self.show_colorbar = show_colorbar
         self.report = None
         self.axes = None
@@ -291,7 +285,7 @@ class EvaluationView(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        _name(self, "evaluationView")
+        named(self, "evaluationView")
         self.report = None
         self._loaded = None  # the model heat maps are drawn with
         self._true_class = {}  # path key -> the image's class in the report
@@ -299,19 +293,19 @@ class EvaluationView(QWidget):
         self._moved = {}  # path key -> [(grid, row, taken item)], in the order of the moves
         self._runner = JobRunner(self)
 
-        self.empty_label = _name(QLabel(EMPTY_TEXT), "evaluationEmptyState")
+        self.empty_label = named(QLabel(EMPTY_TEXT), "evaluationEmptyState")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
 
-        self.headline = _name(QLabel(), "evaluationHeadline")
+        self.headline = named(QLabel(), "evaluationHeadline")
         font = self.headline.font()
         font.setPointSizeF(font.pointSizeF() * 1.4)
         font.setBold(True)
         self.headline.setFont(font)
-        self.export_button = _name(QPushButton("Export report…"), "exportReportButton")
+        self.export_button = named(QPushButton("Export report…"), "exportReportButton")
         self.export_button.clicked.connect(self._on_export_clicked)
 
-        self.table = _name(QTableWidget(0, len(TABLE_COLUMNS)), "perClassTable")
+        self.table = named(QTableWidget(0, len(TABLE_COLUMNS)), "perClassTable")
         self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -324,9 +318,9 @@ class EvaluationView(QWidget):
         self.confusion_matrix.cell_activated.connect(self._on_cell_activated)
 
         self.gallery = ThumbnailGrid(parent=self)
-        _name(self.gallery, "misclassifiedGallery")
+        named(self.gallery, "misclassifiedGallery")
         self._make_fixable(self.gallery)
-        self.gallery_label = _name(QLabel("Misclassified images"), "misclassifiedLabel")
+        self.gallery_label = named(QLabel("Misclassified images"), "misclassifiedLabel")
         self.gallery_actions = ImageActions(self, self.gallery)
         self._build_fix_bar()
 
@@ -438,12 +432,12 @@ class EvaluationView(QWidget):
         names = self.report.class_names
         items = [(path, confidence) for path, confidence in self.report.cell_items(true_index, predicted_index)
                  if _path_key(path) not in self._moved]
-        dialog = _name(QDialog(self), "cellImagesDialog")
+        dialog = named(QDialog(self), "cellImagesDialog")
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.setWindowTitle(f"True {names[true_index]}, predicted {names[predicted_index]}"
                               f" — {_plural(len(items), 'image')}")
         grid = ThumbnailGrid(parent=dialog)
-        _name(grid, "cellImages")
+        named(grid, "cellImages")
         grid.set_entries((path, f"{Path(path).name} ({confidence:.0%})", path)
                          for path, confidence in items)
         self._make_fixable(grid)
@@ -591,16 +585,16 @@ class EvaluationView(QWidget):
         self.undo_button.setEnabled(bool(available))
 
     def _build_fix_bar(self):
-        self.fix_bar = _name(QFrame(), "dataFixBar")
+        self.fix_bar = named(QFrame(), "dataFixBar")
         self.fix_bar.setFrameShape(QFrame.Shape.StyledPanel)
         self.fix_bar.setStyleSheet("#dataFixBar { background: #fff6d5; border: 1px solid #e3c565; "
                                    "border-radius: 4px; }")
-        self.fix_label = _name(QLabel(), "dataFixStatus")
-        self.undo_button = _name(QPushButton("Undo"), "undoMoveButton")
+        self.fix_label = named(QLabel(), "dataFixStatus")
+        self.undo_button = named(QPushButton("Undo"), "undoMoveButton")
         self.undo_button.setToolTip("Put back the last image moved (Edit ▸ Undo move, Ctrl+Z)")
         self.undo_button.setEnabled(False)
         self.undo_button.clicked.connect(self.undo_requested)
-        self.retrain_button = _name(QPushButton("Retrain on corrected folder"), "retrainButton")
+        self.retrain_button = named(QPushButton("Retrain on corrected folder"), "retrainButton")
         self.retrain_button.setToolTip("Rescan the dataset folder and train with the Train view's settings")
         self.retrain_button.clicked.connect(self.retrain_requested)
         layout = QHBoxLayout(self.fix_bar)

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ._qt import named
 from .error_dialog import show_error
 from .jobs import Job, JobRunner
 from .lazy_canvas import LazyCanvas
@@ -38,12 +39,6 @@ EMPTY_TEXT = ("No runs recorded yet. Every training (the Train view or imgcls tr
               "here with its curves and its results on the held-out images.")
 HINT_TEXT = "Select a run to see its curves; Ctrl+click a second run to compare the two."
 THUMBNAIL_SIZE = 64
-
-
-def _name(widget, name):
-    widget.setObjectName(name)
-    widget.setAccessibleName(name)
-    return widget
 
 
 def _list_runs():
@@ -239,7 +234,7 @@ class RunChart(LazyCanvas):
     def __init__(self, parent=None):
         # matplotlib and the figure are made when the view is first shown or draws a run.
         super().__init__(parent, figsize=(6, 2.6), layout="constrained")
-        _name(self, "historyChart")
+        named(self, "historyChart")
         self.setMinimumSize(360, 200)
         self.lines = {}
 
@@ -296,7 +291,7 @@ class HistoryView(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        _name(self, "historyView")
+        named(self, "historyView")
         self.recorder = RunRecorder(self)
         self.recorder.recorded.connect(self._on_run_recorded)
         self.summaries = []
@@ -308,16 +303,16 @@ class HistoryView(QWidget):
         self._jobs = JobRunner(self)
         self._listed_once = False
 
-        self.title = _name(QLabel(EMPTY_TEXT), "historyTitle")
+        self.title = named(QLabel(EMPTY_TEXT), "historyTitle")
         self.title.setWordWrap(True)
-        self.refresh_button = _name(QPushButton("Refresh"), "refreshRunsButton")
+        self.refresh_button = named(QPushButton("Refresh"), "refreshRunsButton")
         self.refresh_button.clicked.connect(self.refresh)
-        self.open_button = _name(QPushButton("Open model"), "openRunModelButton")
+        self.open_button = named(QPushButton("Open model"), "openRunModelButton")
         self.open_button.clicked.connect(self.open_selected_model)
-        self.delete_button = _name(QPushButton("Delete run…"), "deleteRunButton")
+        self.delete_button = named(QPushButton("Delete run…"), "deleteRunButton")
         self.delete_button.clicked.connect(self.delete_selected)
 
-        self.table = _name(QTableWidget(0, len(RUN_COLUMNS)), "runsTable")
+        self.table = named(QTableWidget(0, len(RUN_COLUMNS)), "runsTable")
         self.table.setHorizontalHeaderLabels(RUN_COLUMNS)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -330,20 +325,20 @@ class HistoryView(QWidget):
         self.table.itemSelectionChanged.connect(self._on_selection_changed)
 
         self.chart = RunChart(self)
-        self.metrics = _name(QTableWidget(0, 3), "runMetricsTable")
+        self.metrics = named(QTableWidget(0, 3), "runMetricsTable")
         self.metrics.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.metrics.setHorizontalHeaderLabels(["A", "B", "Change"])
         self.metrics.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.legend = _name(QLabel(), "comparedRuns")  # which run is A and which is B
+        self.legend = named(QLabel(), "comparedRuns")  # which run is A and which is B
         self.legend.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.metrics.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.note = _name(QLabel(HINT_TEXT), "comparisonNote")
+        self.note = named(QLabel(HINT_TEXT), "comparisonNote")
         self.note.setWordWrap(True)
 
-        self.to_wrong_label = _name(QLabel("Right → wrong"), "flippedToWrongLabel")
-        self.to_wrong = _name(ThumbnailGrid(THUMBNAIL_SIZE, self), "flippedToWrong")
-        self.to_right_label = _name(QLabel("Wrong → right"), "flippedToRightLabel")
-        self.to_right = _name(ThumbnailGrid(THUMBNAIL_SIZE, self), "flippedToRight")
+        self.to_wrong_label = named(QLabel("Right → wrong"), "flippedToWrongLabel")
+        self.to_wrong = named(ThumbnailGrid(THUMBNAIL_SIZE, self), "flippedToWrong")
+        self.to_right_label = named(QLabel("Wrong → right"), "flippedToRightLabel")
+        self.to_right = named(ThumbnailGrid(THUMBNAIL_SIZE, self), "flippedToRight")
         for grid in (self.to_wrong, self.to_right):
             grid.setGridSize(QSize(THUMBNAIL_SIZE + 56, THUMBNAIL_SIZE + 48))  # two caption lines
             # Uniform sizes are measured on the first caption and would cut longer class names.

@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
 
 from .. import APP_NAME, __version__
 from ..core import tta
-from ..resources import dataset_display_name, resource_path, sample_dataset_path, user_data_dir
-from . import settings
+from ..resources import dataset_display_name, sample_dataset_path, user_data_dir
+from . import engine, settings
 from .dataset_browser import DatasetBrowser
 from .error_dialog import show_error, show_exception
 from .evaluation_view import EvaluationView
@@ -36,18 +36,6 @@ from .training_panel import TrainingPanel
 log = logging.getLogger("imgcls")
 
 TAB_DATASET, TAB_TRAIN, TAB_EVALUATE, TAB_PREDICT = range(4)
-
-
-def _load_engine():
-    from . import engine
-
-    return engine.load_engine()  # versions, and "CPU, 2 cores" (issue 14), from the engine process
-
-
-def _export(loaded, path, format):
-    from . import engine
-
-    return engine.export(loaded, path, format)
 
 
 EXPORT_FORMATS = {  # format -> (what the chooser shows, file filter or None for a folder)
@@ -214,7 +202,6 @@ class MainWindow(QMainWindow):
     def start(self, dataset=None):
         """Begin the work a fresh window does: load the engine, open a dataset."""
         from ..core.model_io import remove_stale_temp_files
-        from . import engine
 
         # Temp files of a save that a crash interrupted: hidden, never loaded, now removed.
         remove_stale_temp_files(user_data_dir() / "models")
@@ -222,7 +209,8 @@ class MainWindow(QMainWindow):
         # already usable; the versions job below returns once it has.
         engine.start_in_background()
         self.engine_label.setText("Loading engine…")
-        self.jobs.start(Job(_load_engine, uses_engine=True), on_success=self._on_engine_loaded,
+        # Its versions, and "CPU, 2 cores" (issue 14), from the engine process.
+        self.jobs.start(Job(engine.load_engine, uses_engine=True), on_success=self._on_engine_loaded,
                         on_failure=self._on_engine_failed)
         target = dataset or settings.settings().value(settings.LAST_DATASET) or sample_dataset_path()
         if target and Path(target).is_dir():
@@ -338,7 +326,7 @@ class MainWindow(QMainWindow):
     def export_model(self, path, format):
         """Export the current model in the background, then check it in its own runtime."""
         self.statusBar().showMessage(f"Exporting to {path}…")
-        self.jobs.start(Job(_export, self.state.loaded, str(path), format, uses_engine=True),
+        self.jobs.start(Job(engine.export, self.state.loaded, str(path), format, uses_engine=True),
                         on_success=self._on_exported, on_failure=self._on_export_failed)
 
     @Slot(object)
@@ -674,19 +662,13 @@ class MainWindow(QMainWindow):
         store = settings.settings()
         store.setValue(settings.GEOMETRY, self.saveGeometry())
         store.setValue(settings.WINDOW_STATE, self.saveState())
-        store.setValue(settings.CURRENT_TAB, self.tabs.currentIndex())
         settings.save_json(settings.TRAINING_CONFIG, self.training.config().to_dict())
         event.accept()
 
     def shutdown_engine(self, timeout=10.0):
         """Stop the engine process: a shutdown message, then a deadline, then a kill."""
-        from . import engine
-
         if self.keeps_engine_running:
             return True
         return engine.shutdown(timeout)
 
     keeps_engine_running = False  # tests share one engine between windows
-
-    def window_icon_path(self):
-        return resource_path("icon.png")

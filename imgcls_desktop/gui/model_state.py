@@ -10,26 +10,19 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from . import engine
 from .error_dialog import show_exception
 from .jobs import Job
 
 
+# The jobs' functions, looked up when a job starts: tests hold a load or a save back here
+# (tests/reliability/test_rel_gui.py).
 def _load(path):
-    from . import engine
-
     return engine.open_model(path)
 
 
 def _save(model, path):
-    from . import engine
-
     return engine.save_model(model, path)
-
-
-def _evaluate(loaded, items, class_names, split, on_progress=None, stop_event=None):
-    from . import engine
-
-    return engine.evaluate(loaded, items, class_names, split, on_progress=on_progress, stop_event=stop_event)
 
 
 def evaluation_items(scan, metadata):
@@ -136,7 +129,7 @@ class ModelState(QObject):
             self.message.emit(split)
             return
         self.message.emit(f"Evaluating on {len(items)} {split} images…")
-        self.jobs.start(Job(_evaluate, self.loaded, items, scan.class_names, split,
+        self.jobs.start(Job(engine.evaluate, self.loaded, items, scan.class_names, split,
                             with_progress=True, uses_engine=True),
                         on_success=self._on_evaluated, on_failure=self._on_evaluation_failed)
 

@@ -29,7 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ._qt import qimage_from_array
+from . import engine
+from ._qt import named, qimage_from_array
 from .error_dialog import show_error, show_exception
 from .jobs import Job, JobRunner
 from .thumbnails import fit_thumbnail, load_thumbnails, placeholder_pixmap
@@ -42,12 +43,6 @@ REMOTE_URL_ERROR = "only local files can be classified"
 HEAT_BATCH = 8  # files per heat-map job: results show up a few at a time, never all at the end
 PREVIEW_SIZE = 256
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.gif *.webp *.tif *.tiff);;All files (*)"
-
-
-def _name(widget, name):
-    widget.setObjectName(name)
-    widget.setAccessibleName(name)
-    return widget
 
 
 def _split_urls(mime):
@@ -69,8 +64,6 @@ def _classify_batch(loaded, predictor, paths, thumbnail_size):
     ``predictor`` is True once the engine has warmed this model up (the predictor itself
     lives in the engine process, cached with the model).
     """
-    from . import engine
-
     if not predictor:
         engine.warm_up(loaded)
         predictor = True
@@ -102,7 +95,6 @@ def _explain_batch(generation, loaded, paths, thumbnail_size, preview_size):
     from ..core.explain import overlay
     from ..core.images import open_image
     from ..engine.client import EngineCrashed
-    from . import engine
 
     heat_maps = {}
     for path in paths:
@@ -128,10 +120,10 @@ class PredictionRow(QWidget):
 
     def __init__(self, prediction, thumbnail=None, thumbnail_size=64, parent=None):
         super().__init__(parent)
-        _name(self, "predictionRow")
+        named(self, "predictionRow")
         self.prediction = prediction
         self.plain_pixmap = thumbnail if thumbnail is not None else placeholder_pixmap(thumbnail_size)
-        self.picture = picture = _name(QLabel(), "predictionThumbnail")
+        self.picture = picture = named(QLabel(), "predictionThumbnail")
         picture.setFixedSize(thumbnail_size, thumbnail_size)
         picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
         picture.setPixmap(self.plain_pixmap)
@@ -142,14 +134,14 @@ class PredictionRow(QWidget):
         file_label.setStyleSheet("color: palette(mid);")
         header = QHBoxLayout()
         header.addWidget(file_label, 1)
-        self.heat_label = _name(QLabel(), "heatmapLabel")
+        self.heat_label = named(QLabel(), "heatmapLabel")
         self.heat_label.hide()
         header.addWidget(self.heat_label)
         text.addLayout(header)
         if prediction.ok:
             if getattr(prediction, "unknown", False):
                 # Still the top-k bars below: the user sees what it would have guessed.
-                headline = _name(QLabel(f"<b>{prediction.verdict}</b>"), "predictionLabel")
+                headline = named(QLabel(f"<b>{prediction.verdict}</b>"), "predictionLabel")
                 if getattr(prediction, "ood_score", None) is not None:
                     headline.setToolTip(
                         f"It looks unlike the images the model was trained on (score {prediction.ood_score:.2f}, "
@@ -161,13 +153,13 @@ class PredictionRow(QWidget):
                         "confidence the model needs, tuned on its validation images.")
                 headline.setStyleSheet("color: #b9770e;")
             else:
-                headline = _name(QLabel(f"<b>{prediction.label}</b> &nbsp; <b>{prediction.confidence:.0%}</b>"),
+                headline = named(QLabel(f"<b>{prediction.label}</b> &nbsp; <b>{prediction.confidence:.0%}</b>"),
                                  "predictionLabel")
             text.addWidget(headline)
             for label, probability in prediction.top_k:
                 text.addLayout(self._bar(label, probability))
         else:
-            error = _name(QLabel(f"Could not classify: {prediction.error}"), "predictionError")
+            error = named(QLabel(f"Could not classify: {prediction.error}"), "predictionError")
             error.setStyleSheet("color: #c0392b;")
             error.setWordWrap(True)
             text.addWidget(error)
@@ -231,7 +223,7 @@ class PredictionPane(QWidget):
 
     def __init__(self, parent=None, thumbnail_size=64):
         super().__init__(parent)
-        _name(self, "predictionPane")
+        named(self, "predictionPane")
         self.setAcceptDrops(True)
         self.thumbnail_size = thumbnail_size
         self._loaded = None
@@ -249,25 +241,25 @@ class PredictionPane(QWidget):
         self._heat_job_input = (0, [])  # (model generation, paths) of the running heat job
         self._model_generation = 0  # a heat job of an earlier model is ignored when it ends
 
-        self.status_label = _name(QLabel(), "predictionStatus")
+        self.status_label = named(QLabel(), "predictionStatus")
         self.status_label.setWordWrap(True)
-        self.open_images_button = _name(QPushButton("Open images…"), "openImagesButton")
-        self.open_folder_button = _name(QPushButton("Open folder…"), "openFolderButton")
-        self.clear_button = _name(QPushButton("Clear"), "clearResultsButton")
-        self.export_button = _name(QPushButton("Export CSV…"), "exportCsvButton")
-        self.results_list = _name(QListWidget(), "predictionResults")
+        self.open_images_button = named(QPushButton("Open images…"), "openImagesButton")
+        self.open_folder_button = named(QPushButton("Open folder…"), "openFolderButton")
+        self.clear_button = named(QPushButton("Clear"), "clearResultsButton")
+        self.export_button = named(QPushButton("Export CSV…"), "exportCsvButton")
+        self.results_list = named(QListWidget(), "predictionResults")
         self.results_list.setSelectionMode(QListWidget.SelectionMode.SingleSelection)
         self.results_list.itemActivated.connect(self._on_item_activated)
         self.results_list.currentItemChanged.connect(self._on_current_item_changed)
-        self.heatmap_toggle = _name(QCheckBox("Show heat map"), "heatmapToggle")
+        self.heatmap_toggle = named(QCheckBox("Show heat map"), "heatmapToggle")
         self.heatmap_toggle.setToolTip("Colour each image by where the evidence for its label lies "
                                        "(Grad-CAM): red is strong evidence, blue none.")
         self.heatmap_toggle.toggled.connect(self.set_heatmaps_enabled)
-        self.preview_label = _name(QLabel(), "heatmapPreview")
+        self.preview_label = named(QLabel(), "heatmapPreview")
         self.preview_label.setFixedSize(PREVIEW_SIZE, PREVIEW_SIZE)
         self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview_label.setWordWrap(True)
-        self.preview_caption = _name(QLabel(), "heatmapCaption")
+        self.preview_caption = named(QLabel(), "heatmapCaption")
         self.preview_caption.setWordWrap(True)
         self.preview_caption.setFixedWidth(PREVIEW_SIZE)
         self.preview_panel = QWidget()

@@ -26,6 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from . import engine
+from ._qt import named
 from .error_dialog import show_error, show_exception
 from .jobs import Job, JobRunner
 from .lazy_canvas import LazyCanvas
@@ -37,21 +39,6 @@ READY_TEXT = ("Check how accuracy holds up when the evaluation images are blurre
               "flattened, JPEG-compressed, rotated or downscaled, at three severities each.")
 FIXED_COLUMNS = ("Corruption", "Severity", "Overall")
 SEVERITY_NAMES = {0: "—", 1: "mild", 2: "medium", 3: "harsh"}
-
-
-def _name(widget, name):
-    widget.setObjectName(name)
-    widget.setAccessibleName(name)
-    return widget
-
-
-def _check(loaded, items, class_names, split, corruptions=None, on_progress=None, stop_event=None):
-    """Worker side: the robustness report of ``items``, with the split it was taken from."""
-    from . import engine
-
-    # The corruptions cross by name (None: every graded one); the engine runs the model.
-    return engine.robustness(loaded, items, class_names, split, corruptions,
-                             on_progress=on_progress, stop_event=stop_event)
 
 
 def drop_colour(drop):
@@ -110,7 +97,7 @@ class RobustnessView(QWidget):
         """``config_source()`` returns the training config whose validation split and seed
         pick the held-out images of a dataset without a test split (None: the defaults)."""
         super().__init__(parent)
-        _name(self, "robustnessView")
+        named(self, "robustnessView")
         self.config_source = config_source
         self.corruptions = None  # None: core.robustness.graded_corruptions(); or a list of Corruption
         self._loaded = None
@@ -121,20 +108,20 @@ class RobustnessView(QWidget):
         self._job = None
         self._runner = JobRunner(self)
 
-        self.run_button = _name(QPushButton("Run check"), "robustnessRunButton")
-        self.cancel_button = _name(QPushButton("Cancel"), "robustnessCancelButton")
-        self.export_button = _name(QPushButton("Export CSV…"), "robustnessExportButton")
-        self.progress = _name(QProgressBar(), "robustnessProgress")
+        self.run_button = named(QPushButton("Run check"), "robustnessRunButton")
+        self.cancel_button = named(QPushButton("Cancel"), "robustnessCancelButton")
+        self.export_button = named(QPushButton("Export CSV…"), "robustnessExportButton")
+        self.progress = named(QProgressBar(), "robustnessProgress")
         self.progress.setMaximumWidth(260)
-        self.status_label = _name(QLabel(), "robustnessStatus")
+        self.status_label = named(QLabel(), "robustnessStatus")
         self.status_label.setWordWrap(True)
-        self.table = _name(QTableWidget(0, len(FIXED_COLUMNS)), "robustnessTable")
+        self.table = named(QTableWidget(0, len(FIXED_COLUMNS)), "robustnessTable")
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         # matplotlib and the figure are made when the chart is first shown or drawn.
-        self.canvas = _name(LazyCanvas(figsize=(5, 4), layout="constrained"), "robustnessChart")
+        self.canvas = named(LazyCanvas(figsize=(5, 4), layout="constrained"), "robustnessChart")
         self.canvas.setMinimumSize(QSize(320, 260))
         self.lines = {}
 
@@ -214,7 +201,8 @@ class RobustnessView(QWidget):
             self._update_state()
             return False
         self.clear()
-        job = Job(_check, self._loaded, items, self._scan.class_names, split, self.corruptions,
+        # The corruptions cross by name (None: every graded one); the engine runs the model.
+        job = Job(engine.robustness, self._loaded, items, self._scan.class_names, split, self.corruptions,
                   with_progress=True, uses_engine=True)
         self._job = job
         self.progress.setRange(0, 0)

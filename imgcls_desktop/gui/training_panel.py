@@ -31,20 +31,14 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.models import DEFAULT_PRESET, PRESETS, Augmentation
-from . import error_dialog
-from ._qt import pixmap_from_array
+from . import engine, error_dialog
+from ._qt import named, pixmap_from_array
 from .jobs import Job, JobRunner
 from .live_chart import LiveChart
 from .training_worker import TrainingController, duration_text, progress_text, result_text
 
 PREVIEW_COUNT = 8
 PREVIEW_PIXELS = 72
-
-
-def _named(widget, name):
-    widget.setObjectName(name)
-    widget.setAccessibleName(name)
-    return widget
 
 
 def _row(layout, *widgets):
@@ -66,13 +60,6 @@ def _spin(minimum, maximum, value=0, decimals=None, step=None):
         spin.setSingleStep(step)
     spin.setValue(value)
     return spin
-
-
-def augmented_samples(paths, image_size, augmentation, seed=0):
-    """Load a few images and augment them (the engine does it: augmentation is TensorFlow's)."""
-    from . import engine
-
-    return engine.augmentation_preview(paths, image_size, augmentation, seed=seed)
 
 
 def recommend_for(scan):
@@ -100,7 +87,7 @@ class TrainingPanel(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        _named(self, "trainingPanel")
+        named(self, "trainingPanel")
         self._scan = None
         self.recommendation = None  # core.recommend.Recommendation for the open dataset
         # Whether the user changed a setting the recommendation sets, since the dataset opened:
@@ -128,74 +115,74 @@ class TrainingPanel(QWidget):
 
     # -- layout -----------------------------------------------------------------
     def _build(self):
-        self.preset_combo = _named(QComboBox(), "presetCombo")
+        self.preset_combo = named(QComboBox(), "presetCombo")
         for index, preset in enumerate(PRESETS.values()):
             self.preset_combo.addItem(preset.title, preset.name)
             self.preset_combo.setItemData(index, preset.description, Qt.ItemDataRole.ToolTipRole)
-        self.epochs_radio = _named(QRadioButton("Epochs"), "epochsRadio")
-        self.time_radio = _named(QRadioButton("Train for N minutes"), "timeBudgetRadio")
+        self.epochs_radio = named(QRadioButton("Epochs"), "epochsRadio")
+        self.time_radio = named(QRadioButton("Train for N minutes"), "timeBudgetRadio")
         self.epochs_radio.setChecked(True)
         mode_group = QButtonGroup(self)
         for radio in (self.epochs_radio, self.time_radio):
             mode_group.addButton(radio)
         self.epochs_radio.toggled.connect(self._update_mode)
-        self.epochs_spin = _named(_spin(1, 10_000, 10), "epochsSpin")
-        self.minutes_spin = _named(_spin(0.05, 24 * 60, 5.0, decimals=2, step=0.5), "minutesSpin")
+        self.epochs_spin = named(_spin(1, 10_000, 10), "epochsSpin")
+        self.minutes_spin = named(_spin(0.05, 24 * 60, 5.0, decimals=2, step=0.5), "minutesSpin")
         # 0 shows "auto": core then fits the batch size (and learning rate) to the dataset.
-        self.batch_size_spin = _named(_spin(0, 4096, 0), "batchSizeSpin")
+        self.batch_size_spin = named(_spin(0, 4096, 0), "batchSizeSpin")
         self.batch_size_spin.setSpecialValueText("auto")
-        self.learning_rate_spin = _named(_spin(0.0, 10.0, 0.0, decimals=6), "learningRateSpin")
+        self.learning_rate_spin = named(_spin(0.0, 10.0, 0.0, decimals=6), "learningRateSpin")
         self.learning_rate_spin.setSpecialValueText("auto")
         self.learning_rate_spin.setStepType(QDoubleSpinBox.StepType.AdaptiveDecimalStepType)
-        self.image_size_spin = _named(_spin(16, 1024, 32), "imageSizeSpin")
-        self.validation_spin = _named(_spin(0, 50, 20), "validationSplitSpin")
+        self.image_size_spin = named(_spin(16, 1024, 32), "imageSizeSpin")
+        self.validation_spin = named(_spin(0, 50, 20), "validationSplitSpin")
         self.validation_spin.setSuffix(" %")
-        self.seed_spin = _named(_spin(0, 2**31 - 1, 1337), "seedSpin")
+        self.seed_spin = named(_spin(0, 2**31 - 1, 1337), "seedSpin")
         # Dataset doctor: TrainingConfig.class_weights="balanced"; its suggestion turns this on.
-        self.class_weights_check = _named(QCheckBox("Balance classes (class weights)"), "classWeightsCheck")
+        self.class_weights_check = named(QCheckBox("Balance classes (class weights)"), "classWeightsCheck")
         self.class_weights_check.setToolTip("Weigh each class by its inverse frequency, so a small class "
                                             "counts as much as a large one (Dataset ▸ Check dataset "
                                             "says when it helps)")
-        self.flip_check = _named(QCheckBox("Horizontal flip"), "flipCheck")
+        self.flip_check = named(QCheckBox("Horizontal flip"), "flipCheck")
         self.augmentation_spins = {
-            name: _named(_spin(0.0, 1.0, 0.0, decimals=2, step=0.05), f"{name}Spin")
+            name: named(_spin(0.0, 1.0, 0.0, decimals=2, step=0.05), f"{name}Spin")
             for name in ("rotation", "zoom", "translation", "contrast")}
-        self.weights_combo = _named(QComboBox(), "weightsCombo")
+        self.weights_combo = named(QComboBox(), "weightsCombo")
         self.weights_combo.addItem("ImageNet (built in or downloaded once)", "imagenet")
         self.weights_combo.addItem("Local file…", "file")
         self.weights_combo.currentIndexChanged.connect(self._update_weights_row)
-        self.weights_path = _named(QLineEdit(), "weightsPath")
+        self.weights_path = named(QLineEdit(), "weightsPath")
         self.weights_path.setPlaceholderText("a Keras weights file without the top layers")
         self.weights_path.textChanged.connect(self._update_buttons)
-        self.weights_browse = _named(QPushButton("Browse…"), "weightsBrowseButton")
+        self.weights_browse = named(QPushButton("Browse…"), "weightsBrowseButton")
         self.weights_browse.clicked.connect(self._on_browse_weights)
         self.weights_row = _row(QHBoxLayout(), self.weights_combo, self.weights_path, self.weights_browse)
         self.weights_label = QLabel("Backbone weights")
-        self.fine_tune_spin = _named(_spin(0, 1000, 0), "fineTuneSpin")
+        self.fine_tune_spin = named(_spin(0, 1000, 0), "fineTuneSpin")
         self.fine_tune_spin.setSpecialValueText("off")
         self.fine_tune_spin.setToolTip("After the head, train the top third of the backbone too, for this "
                                        "many epochs at a hundredth of the learning rate (slower; under "
                                        "a time limit it takes four fifths of the time)")
         self.fine_tune_label = QLabel("Fine-tune backbone (epochs)")
-        self.preview_button = _named(QPushButton("Preview augmentation"), "previewButton")
+        self.preview_button = named(QPushButton("Preview augmentation"), "previewButton")
         self.preview_button.clicked.connect(self.preview_augmentation)
 
-        self.recommendation_label = _named(QLabel(""), "recommendationLabel")
+        self.recommendation_label = named(QLabel(""), "recommendationLabel")
         self.recommendation_label.setWordWrap(True)
         # Wrap at the settings' width instead of widening the column (and squeezing the chart).
         self.recommendation_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.recommendation_label.setTextFormat(Qt.TextFormat.RichText)
-        self.use_recommended_button = _named(QPushButton("Use recommended settings"), "useRecommendedButton")
+        self.use_recommended_button = named(QPushButton("Use recommended settings"), "useRecommendedButton")
         self.use_recommended_button.setToolTip("Set the preset, image size, time and validation split "
                                                "recommended for this dataset")
         self.use_recommended_button.clicked.connect(self.use_recommendation)
-        self.recommendation_box = _named(QGroupBox("Recommended for this dataset"), "recommendationBox")
+        self.recommendation_box = named(QGroupBox("Recommended for this dataset"), "recommendationBox")
         recommendation_layout = QVBoxLayout(self.recommendation_box)
         recommendation_layout.addWidget(self.recommendation_label)
         recommendation_layout.addWidget(self.use_recommended_button)
         self.recommendation_box.hide()
 
-        self.settings = _named(QGroupBox("Settings"), "trainingSettings")
+        self.settings = named(QGroupBox("Settings"), "trainingSettings")
         form = QFormLayout(self.settings)
         for label, widget in [("Preset", self.preset_combo), (self.epochs_radio, self.epochs_spin),
                               (self.time_radio, self.minutes_spin), ("Batch size", self.batch_size_spin),
@@ -215,19 +202,19 @@ class TrainingPanel(QWidget):
         grid.addWidget(self.preview_button, 3, 0, 1, 4)
         form.addRow(augmentation)
         self.preview_layout = QHBoxLayout()
-        self.preview_strip = _named(_row(self.preview_layout), "augmentationPreview")
+        self.preview_strip = named(_row(self.preview_layout), "augmentationPreview")
         self.preview_strip.hide()
 
-        self.train_button = _named(QPushButton("Train"), "trainButton")
+        self.train_button = named(QPushButton("Train"), "trainButton")
         self.train_button.setShortcut(QKeySequence("Ctrl+T"))
         self.train_button.clicked.connect(self.start_training)
-        self.stop_button = _named(QPushButton("Stop"), "stopButton")
+        self.stop_button = named(QPushButton("Stop"), "stopButton")
         self.stop_button.setToolTip("Stop after the current batch and keep the best model so far (Esc)")
         self.stop_button.clicked.connect(self.request_stop)
-        self.progress_bar = _named(QProgressBar(), "trainingProgress")
+        self.progress_bar = named(QProgressBar(), "trainingProgress")
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setFormat("Not training")
-        self.status_label = _named(QLabel(""), "trainingStatus")
+        self.status_label = named(QLabel(""), "trainingStatus")
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.chart = LiveChart(self)
@@ -583,7 +570,8 @@ class TrainingPanel(QWidget):
         if not paths:
             return None
         self.preview_button.setEnabled(False)
-        job = Job(augmented_samples, paths, self.image_size_spin.value(), self.augmentation(),
+        # The engine loads and augments them (augmentation is TensorFlow's).
+        job = Job(engine.augmentation_preview, paths, self.image_size_spin.value(), self.augmentation(),
                   seed=self.seed_spin.value(), uses_engine=True)
         return self.jobs.start(job, on_success=self._on_preview_ready,
                                on_failure=self._on_preview_failed)
@@ -593,7 +581,7 @@ class TrainingPanel(QWidget):
         while self.preview_layout.count():
             self.preview_layout.takeAt(0).widget().deleteLater()
         for index, image in enumerate(images):
-            label = _named(QLabel(), f"previewImage{index}")
+            label = named(QLabel(), f"previewImage{index}")
             label.setPixmap(pixmap_from_array(image, PREVIEW_PIXELS))
             self.preview_layout.addWidget(label)
         self.preview_strip.show()

@@ -20,6 +20,10 @@ import traceback
 import shiboken6
 from PySide6.QtCore import QEventLoop, QObject, Qt, QThread, QTimer, Signal, Slot
 
+from ..resources import user_data_dir
+from . import engine
+from .session import ModelHandle
+
 # thread -> worker, for every thread this module started and has not cleaned up yet.
 _live = {}
 _reaper = None
@@ -106,10 +110,7 @@ class TrainingWorker(QObject):
 
     def _train_in_engine(self):
         """Train in the engine; a ``TrainingResult`` whose ``model`` is the saved file's handle."""
-        from ..core.training import TrainingResult
-        from ..resources import user_data_dir
-        from . import engine
-        from .session import ModelHandle
+        from ..core.training import TrainingResult  # numpy: not at import (start-up time)
 
         config = self.config.to_dict() if hasattr(self.config, "to_dict") else self.config
         answer = engine.call("train", scan=self.scan, config=config,
