@@ -215,9 +215,6 @@ class LiveChart(QWidget):
             series.clear()
         self._schedule()
 
-    def is_empty(self):
-        return not any(series.x for series in self._series.values())
-
     def point_count(self, metric, series):
         """Points currently plotted on one line (e.g. ``("loss", "val")``)."""
         return len(self.lines[(metric, series)].get_xdata())

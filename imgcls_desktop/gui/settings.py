@@ -10,7 +10,6 @@ RECENT_LIMIT = 8
 
 GEOMETRY = "window/geometry"
 WINDOW_STATE = "window/state"
-CURRENT_TAB = "window/tab"
 RECENT_DATASETS = "recent/datasets"
 RECENT_MODELS = "recent/models"
 LAST_DATASET = "last/dataset"
