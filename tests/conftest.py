@@ -250,7 +250,11 @@ def batch_clock(monkeypatch, in_process_engine):
         clock.now += clock.seconds_per_batch
         return real_batch_ended(run, batch, logs)
 
-    for module in (training, fit_loop, job_clock):
+    # The window stamps the moment Train was pressed on the same clock (the engine is in
+    # this process under in_process_engine).
+    window_modules = [sys.modules[name] for name in ("imgcls_desktop.gui.training_panel",
+                                                     "imgcls_desktop.gui.training_worker") if name in sys.modules]
+    for module in (training, fit_loop, job_clock, *window_modules):
         monkeypatch.setattr(module, "time", clock)
     monkeypatch.setattr(training, "save_seconds", lambda parameters: 0.0)
     monkeypatch.setattr(fit_loop.FitRun, "batch_ended", batch_ended)
