@@ -91,7 +91,7 @@ def main():
     QTimer.singleShot(0, lambda: visible.setdefault("s", time.perf_counter() - PROCESS_START))
     app.processEvents()
     try:  # as app.main does once the window has painted: matplotlib loads before the first chart
-        from imgcls_desktop.gui.lazy_canvas import warm_up_in_background
+        from imgcls_desktop.gui.widgets.lazy_canvas import warm_up_in_background
     except ImportError:
         pass
     else:

@@ -155,7 +155,7 @@ def main(argv=None):
     def start():
         window.start(args.dataset)  # the engine process, the scan of the dataset
         startup_mark("started")
-        from .gui.lazy_canvas import warm_up_in_background
+        from .gui.widgets.lazy_canvas import warm_up_in_background
 
         warm_up_in_background()  # matplotlib, for the first chart
 

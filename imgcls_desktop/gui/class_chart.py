@@ -3,7 +3,7 @@
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QSizePolicy
 
-from .lazy_canvas import LazyCanvas
+from .widgets.lazy_canvas import LazyCanvas
 
 SPLIT_COLOURS = {"all": "#4c72b0", "train": "#4c72b0", "val": "#dd8452", "test": "#55a868"}
 _FALLBACK_COLOURS = ("#8172b3", "#c44e52", "#937860", "#da8bc3")

@@ -39,7 +39,7 @@ from ._qt import named
 from .class_chart import ClassCountChart
 from .doctor_view import DoctorView
 from .jobs import Job, JobRunner
-from .thumbnails import decode_thumbnail
+from .widgets.thumbnails import decode_thumbnail
 
 MAX_THUMBNAILS = 48
 THUMBNAIL_SIZE = 96

@@ -34,7 +34,7 @@ from ..core.errors import ImgclsError
 from . import engine, error_dialog
 from ._qt import named
 from .jobs import Job, JobRunner
-from .thumbnails import load_thumbnails, placeholder_pixmap
+from .widgets.thumbnails import load_thumbnails, placeholder_pixmap
 
 THUMBNAIL_SIZE = 56
 MAX_STRIP = 4  # thumbnails side by side in one duplicate group (the rest: "+N")

@@ -39,8 +39,8 @@ from . import engine
 from ._qt import named, pixmap_from_array
 from .error_dialog import show_error, show_exception
 from .jobs import Job, JobRunner
-from .lazy_canvas import LazyCanvas
-from .thumbnails import ThumbnailGrid, fit_thumbnail
+from .widgets.lazy_canvas import LazyCanvas
+from .widgets.thumbnails import ThumbnailGrid, fit_thumbnail
 
 EMPTY_TEXT = "Train a model or open a model and a dataset to see how good it is."
 TABLE_COLUMNS = ("Class", "Precision", "Recall", "F1", "Support")

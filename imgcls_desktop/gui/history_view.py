@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
 from ._qt import named
 from .error_dialog import show_error
 from .jobs import Job, JobRunner
-from .lazy_canvas import LazyCanvas
-from .thumbnails import ThumbnailGrid
+from .widgets.lazy_canvas import LazyCanvas
+from .widgets.thumbnails import ThumbnailGrid
 
 log = logging.getLogger("imgcls")
 

@@ -33,7 +33,7 @@ from . import engine
 from ._qt import named, qimage_from_array
 from .error_dialog import show_error, show_exception
 from .jobs import Job, JobRunner
-from .thumbnails import fit_thumbnail, load_thumbnails, placeholder_pixmap
+from .widgets.thumbnails import fit_thumbnail, load_thumbnails, placeholder_pixmap
 
 TOP_K = 3
 NO_MODEL_TEXT = "Train a model or open a .keras file to classify images."

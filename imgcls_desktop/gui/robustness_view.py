@@ -30,8 +30,8 @@ from . import engine
 from ._qt import named
 from .error_dialog import show_error, show_exception
 from .jobs import Job, JobRunner
-from .lazy_canvas import LazyCanvas
 from .model_state import evaluation_items
+from .widgets.lazy_canvas import LazyCanvas
 
 NO_MODEL_TEXT = "Train a model or open one, and open a dataset, to check how it copes with worse photos."
 TRAINING_TEXT = "The check is paused while a model is training."

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 
 from imgcls_desktop.core.errors import ImageError
 from imgcls_desktop.gui.evaluation_view import EMPTY_TEXT, ConfusionMatrixView, EvaluationView
-from imgcls_desktop.gui.thumbnails import decode_thumbnail, placeholder_pixmap, thumbnail_pixmap
+from imgcls_desktop.gui.widgets.thumbnails import decode_thumbnail, placeholder_pixmap, thumbnail_pixmap
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem
 
-from ..core.errors import ImageError
-from ._qt import qimage_from_array
-from .jobs import Job, JobRunner
+from ...core.errors import ImageError
+from .._qt import qimage_from_array
+from ..jobs import Job, JobRunner
 
 DEFAULT_SIZE = 96
 
@@ -42,7 +42,7 @@ def _cached_thumbnail(path, modified, size):
     # the window's modules load (start-up time).
     import numpy as np
 
-    from ..core.images import open_image
+    from ...core.images import open_image
 
     # open_image gives RGB; a failure raises, and lru_cache keeps no exceptions.
     return qimage_from_array(np.asarray(fit_thumbnail(open_image(path), size)))
