@@ -36,7 +36,7 @@ def install_exception_hooks():
     """Route any unexpected exception (slot, paint event, thread) to the error dialog."""
     from PySide6.QtCore import QObject, Signal
 
-    from .gui.error_dialog import show_exception
+    from .gui.widgets.error_dialog import show_exception
 
     class Bridge(QObject):
         raised = Signal(object, str)

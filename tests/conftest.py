@@ -324,7 +324,7 @@ def _error_dialogs_fail_the_test(request, monkeypatch):
     from PySide6.QtWidgets import QDialog, QMessageBox
     from pytestqt import qtbot as qtbot_module, wait_signal
 
-    from imgcls_desktop.gui import error_dialog
+    from imgcls_desktop.gui.widgets import error_dialog
 
     shown = []
     waiting = []  # the blockers whose event loops are running, innermost last
@@ -393,7 +393,7 @@ def _error_dialogs_fail_the_test(request, monkeypatch):
 @pytest.fixture
 def error_dialogs():
     """Collect error dialogs instead of showing them: a list of (title, message, details)."""
-    from imgcls_desktop.gui import error_dialog
+    from imgcls_desktop.gui.widgets import error_dialog
 
     shown = []
     error_dialog.set_presenter(lambda *args: shown.append(args))

@@ -34,11 +34,11 @@ from PySide6.QtWidgets import (
 
 from ..core.errors import DatasetError
 from ..resources import dataset_display_name
-from . import error_dialog
 from ._qt import named
 from .class_chart import ClassCountChart
 from .doctor_view import DoctorView
 from .jobs import Job, JobRunner
+from .widgets import error_dialog
 from .widgets.thumbnails import decode_thumbnail
 
 MAX_THUMBNAILS = 48

@@ -31,9 +31,10 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.errors import ImgclsError
-from . import engine, error_dialog
+from . import engine
 from ._qt import named
 from .jobs import Job, JobRunner
+from .widgets import error_dialog
 from .widgets.thumbnails import load_thumbnails, placeholder_pixmap
 
 THUMBNAIL_SIZE = 56

@@ -37,8 +37,8 @@ from PySide6.QtWidgets import (
 
 from . import engine
 from ._qt import named, pixmap_from_array
-from .error_dialog import show_error, show_exception
 from .jobs import Job, JobRunner
+from .widgets.error_dialog import show_error, show_exception
 from .widgets.lazy_canvas import LazyCanvas
 from .widgets.thumbnails import ThumbnailGrid, fit_thumbnail
 

@@ -26,8 +26,8 @@ from PySide6.QtWidgets import (
 )
 
 from ._qt import named
-from .error_dialog import show_error
 from .jobs import Job, JobRunner
+from .widgets.error_dialog import show_error
 from .widgets.lazy_canvas import LazyCanvas
 from .widgets.thumbnails import ThumbnailGrid
 

@@ -24,7 +24,6 @@ from ..core import tta
 from ..resources import dataset_display_name, sample_dataset_path, user_data_dir
 from . import engine, settings
 from .dataset_browser import DatasetBrowser
-from .error_dialog import show_error, show_exception
 from .evaluation_view import EvaluationView
 from .history_view import HistoryView
 from .jobs import Job, JobRunner
@@ -32,6 +31,7 @@ from .model_state import ModelState
 from .prediction_pane import PredictionPane
 from .robustness_view import RobustnessView
 from .training_panel import TrainingPanel
+from .widgets.error_dialog import show_error, show_exception
 
 log = logging.getLogger("imgcls")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 from . import engine
-from .error_dialog import show_exception
 from .jobs import Job
+from .widgets.error_dialog import show_exception
 
 
 # The jobs' functions, looked up when a job starts: tests hold a load or a save back here

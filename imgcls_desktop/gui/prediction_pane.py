@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
 
 from . import engine
 from ._qt import named, qimage_from_array
-from .error_dialog import show_error, show_exception
 from .jobs import Job, JobRunner
+from .widgets.error_dialog import show_error, show_exception
 from .widgets.thumbnails import fit_thumbnail, load_thumbnails, placeholder_pixmap
 
 TOP_K = 3

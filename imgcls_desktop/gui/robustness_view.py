@@ -28,9 +28,9 @@ from PySide6.QtWidgets import (
 
 from . import engine
 from ._qt import named
-from .error_dialog import show_error, show_exception
 from .jobs import Job, JobRunner
 from .model_state import evaluation_items
+from .widgets.error_dialog import show_error, show_exception
 from .widgets.lazy_canvas import LazyCanvas
 
 NO_MODEL_TEXT = "Train a model or open one, and open a dataset, to check how it copes with worse photos."

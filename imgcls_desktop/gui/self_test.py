@@ -23,7 +23,7 @@ from PySide6.QtCore import QEventLoop, QMimeData, QPoint, QPointF, Qt, QTimer, Q
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QPushButton
 
-from . import error_dialog
+from .widgets import error_dialog
 
 log = logging.getLogger("imgcls")
 

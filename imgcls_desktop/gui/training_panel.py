@@ -31,11 +31,12 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.models import DEFAULT_PRESET, PRESETS, Augmentation
-from . import engine, error_dialog
+from . import engine
 from ._qt import named, pixmap_from_array
 from .jobs import Job, JobRunner
 from .live_chart import LiveChart
 from .training_worker import TrainingController, duration_text, progress_text, result_text
+from .widgets import error_dialog
 
 PREVIEW_COUNT = 8
 PREVIEW_PIXELS = 72

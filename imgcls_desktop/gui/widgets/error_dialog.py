@@ -37,7 +37,7 @@ def show_error(parent, title, message, details=""):
 
 def show_exception(parent, title, exc, details=""):
     """Show an exception: our own errors as their message, anything else as a bug report."""
-    from ..core.errors import ImgclsError
+    from ...core.errors import ImgclsError
 
     if isinstance(exc, ImgclsError):
         show_error(parent, title, str(exc), details)
