@@ -293,6 +293,13 @@ class EvaluationView(QWidget):
         self._moved = {}  # path key -> [(grid, row, taken item)], in the order of the moves
         self._runner = JobRunner(self)
 
+        self._build()
+        self.export_button.clicked.connect(self._on_export_clicked)
+        self.confusion_matrix.cell_activated.connect(self._on_cell_activated)
+        self.clear()
+
+    def _build(self):
+        """Make the widgets and lay them out; the constructor wires their signals."""
         self.empty_label = named(QLabel(EMPTY_TEXT), "evaluationEmptyState")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
@@ -303,7 +310,6 @@ class EvaluationView(QWidget):
         font.setBold(True)
         self.headline.setFont(font)
         self.export_button = named(QPushButton("Export report…"), "exportReportButton")
-        self.export_button.clicked.connect(self._on_export_clicked)
 
         self.table = named(QTableWidget(0, len(TABLE_COLUMNS)), "perClassTable")
         self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
@@ -315,7 +321,6 @@ class EvaluationView(QWidget):
         header_view.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
 
         self.confusion_matrix = ConfusionMatrixView(self)
-        self.confusion_matrix.cell_activated.connect(self._on_cell_activated)
 
         self.gallery = ThumbnailGrid(parent=self)
         named(self.gallery, "misclassifiedGallery")
@@ -355,7 +360,6 @@ class EvaluationView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.stack)
-        self.clear()
 
     # -- showing ------------------------------------------------------------------------
 

@@ -303,14 +303,20 @@ class HistoryView(QWidget):
         self._jobs = JobRunner(self)
         self._listed_once = False
 
+        self._build()
+        self.refresh_button.clicked.connect(self.refresh)
+        self.open_button.clicked.connect(self.open_selected_model)
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.table.itemSelectionChanged.connect(self._on_selection_changed)
+        self._show_selection()
+
+    def _build(self):
+        """Make the widgets and lay them out; the constructor wires their signals."""
         self.title = named(QLabel(EMPTY_TEXT), "historyTitle")
         self.title.setWordWrap(True)
         self.refresh_button = named(QPushButton("Refresh"), "refreshRunsButton")
-        self.refresh_button.clicked.connect(self.refresh)
         self.open_button = named(QPushButton("Open model"), "openRunModelButton")
-        self.open_button.clicked.connect(self.open_selected_model)
         self.delete_button = named(QPushButton("Delete run…"), "deleteRunButton")
-        self.delete_button.clicked.connect(self.delete_selected)
 
         self.table = named(QTableWidget(0, len(RUN_COLUMNS)), "runsTable")
         self.table.setHorizontalHeaderLabels(RUN_COLUMNS)
@@ -322,7 +328,6 @@ class HistoryView(QWidget):
         header.setSortIndicator(1, Qt.SortOrder.DescendingOrder)  # newest first until a header is clicked
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(len(RUN_COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
-        self.table.itemSelectionChanged.connect(self._on_selection_changed)
 
         self.chart = RunChart(self)
         self.metrics = named(QTableWidget(0, 3), "runMetricsTable")
@@ -381,7 +386,6 @@ class HistoryView(QWidget):
         splitter.setSizes([170, 300, 190])
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
-        self._show_selection()
 
     def attach(self, window):
         """Record the window's training runs and open models through it."""

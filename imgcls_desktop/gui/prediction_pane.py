@@ -241,6 +241,18 @@ class PredictionPane(QWidget):
         self._heat_job_input = (0, [])  # (model generation, paths) of the running heat job
         self._model_generation = 0  # a heat job of an earlier model is ignored when it ends
 
+        self._build()
+        self.results_list.itemActivated.connect(self._on_item_activated)
+        self.results_list.currentItemChanged.connect(self._on_current_item_changed)
+        self.heatmap_toggle.toggled.connect(self.set_heatmaps_enabled)
+        self.open_images_button.clicked.connect(self._on_open_images)
+        self.open_folder_button.clicked.connect(self._on_open_folder)
+        self.clear_button.clicked.connect(self.clear)
+        self.export_button.clicked.connect(self._on_export_clicked)
+        self._update_state()
+
+    def _build(self):
+        """Make the widgets and lay them out; the constructor wires their signals."""
         self.status_label = named(QLabel(), "predictionStatus")
         self.status_label.setWordWrap(True)
         self.open_images_button = named(QPushButton("Open images…"), "openImagesButton")
@@ -249,12 +261,9 @@ class PredictionPane(QWidget):
         self.export_button = named(QPushButton("Export CSV…"), "exportCsvButton")
         self.results_list = named(QListWidget(), "predictionResults")
         self.results_list.setSelectionMode(QListWidget.SelectionMode.SingleSelection)
-        self.results_list.itemActivated.connect(self._on_item_activated)
-        self.results_list.currentItemChanged.connect(self._on_current_item_changed)
         self.heatmap_toggle = named(QCheckBox("Show heat map"), "heatmapToggle")
         self.heatmap_toggle.setToolTip("Colour each image by where the evidence for its label lies "
                                        "(Grad-CAM): red is strong evidence, blue none.")
-        self.heatmap_toggle.toggled.connect(self.set_heatmaps_enabled)
         self.preview_label = named(QLabel(), "heatmapPreview")
         self.preview_label.setFixedSize(PREVIEW_SIZE, PREVIEW_SIZE)
         self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -270,11 +279,6 @@ class PredictionPane(QWidget):
         preview_layout.addStretch(1)
         self.preview_panel.hide()
 
-        self.open_images_button.clicked.connect(self._on_open_images)
-        self.open_folder_button.clicked.connect(self._on_open_folder)
-        self.clear_button.clicked.connect(self.clear)
-        self.export_button.clicked.connect(self._on_export_clicked)
-
         buttons = QHBoxLayout()
         for button in (self.open_images_button, self.open_folder_button):
             buttons.addWidget(button)
@@ -289,7 +293,6 @@ class PredictionPane(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.status_label)
         layout.addLayout(results, 1)
-        self._update_state()
 
     # -- model and training state -------------------------------------------------------
 

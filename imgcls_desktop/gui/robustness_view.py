@@ -107,7 +107,16 @@ class RobustnessView(QWidget):
         self._note = ""  # what the last run came to when it left no report (cancelled, failed)
         self._job = None
         self._runner = JobRunner(self)
+        self.lines = {}  # the chart's lines, drawn with each report
 
+        self._build()
+        self.run_button.clicked.connect(self.run_check)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.export_button.clicked.connect(self._on_export_clicked)
+        self._update_state()
+
+    def _build(self):
+        """Make the widgets and lay them out; the constructor wires their signals."""
         self.run_button = named(QPushButton("Run check"), "robustnessRunButton")
         self.cancel_button = named(QPushButton("Cancel"), "robustnessCancelButton")
         self.export_button = named(QPushButton("Export CSV…"), "robustnessExportButton")
@@ -123,11 +132,6 @@ class RobustnessView(QWidget):
         # matplotlib and the figure are made when the chart is first shown or drawn.
         self.canvas = named(LazyCanvas(figsize=(5, 4), layout="constrained"), "robustnessChart")
         self.canvas.setMinimumSize(QSize(320, 260))
-        self.lines = {}
-
-        self.run_button.clicked.connect(self.run_check)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.export_button.clicked.connect(self._on_export_clicked)
 
         top = QHBoxLayout()
         top.addWidget(self.run_button)
@@ -144,7 +148,6 @@ class RobustnessView(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.status_label)
         layout.addWidget(splitter, 1)
-        self._update_state()
 
     # -- inputs -----------------------------------------------------------------------
 
