@@ -128,9 +128,8 @@ def graded_corruptions(families=None):
 
 # What `imgcls robustness` applies: the middle severity of each family, named by the family.
 DEFAULT_CORRUPTIONS = tuple(_corruption(family, MIDDLE_SEVERITY, family) for family in SEVERITIES)
-# Every corruption that can be asked for by name: the CLI's and the window's graded ones.
-CORRUPTIONS_BY_NAME = {corruption.name: corruption
-                       for corruption in (*DEFAULT_CORRUPTIONS, *graded_corruptions())}
+# The corruptions robustness_report accepts by name: `imgcls robustness`'s.
+CORRUPTIONS_BY_NAME = {corruption.name: corruption for corruption in DEFAULT_CORRUPTIONS}
 
 
 def _resolve(corruptions):
