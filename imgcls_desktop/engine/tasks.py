@@ -7,7 +7,6 @@ modification time and size, so a file saved again is loaded again. Nothing here 
 reachable except through :data:`TASKS`: a request cannot name an arbitrary callable.
 """
 
-import inspect
 import os
 import threading
 import time
@@ -153,9 +152,8 @@ def train(context, scan, config, autosave_folder, started_at=None, max_events_pe
         context.on_progress(progress)
 
     keywords = {"on_progress": forward, "stop_event": context.stop_event}
-    if started_at is not None and "started_at" in inspect.signature(training.train).parameters:
-        keywords["started_at"] = started_at  # CLOCK_MONOTONIC: the moment Train was pressed
-    result = training.train(scan, config, **keywords)
+    # started_at: CLOCK_MONOTONIC (shared by both processes) when Train was pressed.
+    result = training.train(scan, config, started_at=started_at, **keywords)
     assign_run_id(result)  # the saved file names its run; the history records the same id
     folder = Path(autosave_folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """TrainingPanel, TrainingController and LiveChart: real short trainings on tiny shapes."""
 
 import threading
+import time
 
 import pytest
 from PySide6.QtCore import QObject, Qt
@@ -106,17 +107,21 @@ def test_real_training_succeeds_and_fills_the_chart(qtbot, panel):
 
 
 def test_stop_during_training_then_train_again(qtbot, panel, monkeypatch, in_process_engine):
-    # The training thread waits inside epoch 1 until Stop was clicked: no race with a busy
-    # machine finishing the epoch first.
+    # The training thread waits inside epoch 1 until the click's stop request has reached
+    # the fit (through the engine's cancel message): no race with a busy machine finishing
+    # the epoch first.
     from imgcls_desktop.core import fit_loop
 
-    in_first_batch, clicked = threading.Event(), threading.Event()
+    in_first_batch = threading.Event()
     real_batch_ended = fit_loop.FitRun.batch_ended
 
     def batch_ended(self, batch, logs):
         if self.epoch == 1 and batch == 0:
             in_first_batch.set()
-            assert clicked.wait(60), "the test never clicked Stop"
+            deadline = time.monotonic() + 60
+            while not self.phase.stop_event.is_set():
+                assert time.monotonic() < deadline, "Stop never reached the fit"
+                time.sleep(0.01)
         return real_batch_ended(self, batch, logs)
 
     monkeypatch.setattr(fit_loop.FitRun, "batch_ended", batch_ended)
@@ -127,7 +132,6 @@ def test_stop_during_training_then_train_again(qtbot, panel, monkeypatch, in_pro
         panel.start_training()
         qtbot.waitUntil(in_first_batch.is_set, timeout=60000)
         _click(qtbot, panel.stop_button)
-        clicked.set()
     assert len(succeeded) == 1
     assert succeeded[0].stopped_by_user and succeeded[0].epochs_run == 1
     assert "(stopped by user)" in panel.status_label.text()

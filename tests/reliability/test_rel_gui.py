@@ -19,7 +19,7 @@ from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QLabel
 
 from imgcls_desktop.core.dataset import scan_dataset
-from imgcls_desktop.core.model_io import LoadedModel, load_model
+from imgcls_desktop.core.model_io import load_model
 from imgcls_desktop.core.training import TrainingConfig
 from imgcls_desktop.gui import jobs, model_state, prediction_pane, training_worker
 from imgcls_desktop.gui.prediction_pane import PredictionPane
@@ -121,7 +121,8 @@ def test_job_result_arriving_after_its_pane_was_deleted(qtbot, monkeypatch, tiny
     # pytest-qt fails the test if a slot of the deleted pane raised (it would, on its labels).
 
 
-def test_exception_inside_a_training_run_fails_cleanly_and_the_next_run_works(qtbot, tmp_path, monkeypatch):
+def test_exception_inside_a_training_run_fails_cleanly_and_the_next_run_works(qtbot, tmp_path, monkeypatch,
+                                                                             in_process_engine):
     from imgcls_desktop.core import fit_loop
 
     root = make_shapes_dataset(tmp_path / "data", num_classes=2, per_class=8, size=32)
@@ -157,18 +158,26 @@ def test_exception_inside_a_training_run_fails_cleanly_and_the_next_run_works(qt
     assert order == ["succeeded", "finished"]
 
 
-def test_per_batch_flood_from_a_real_run_is_bounded(qtbot, tmp_path, monkeypatch):
+def test_per_batch_flood_from_a_real_run_is_bounded(qtbot, tmp_path, monkeypatch, in_process_engine):
+    # Every event core produces is counted where it is produced (inside the engine, served on
+    # a thread here so the patch reaches it); each is either forwarded to the GUI or dropped,
+    # by the engine or by the worker, and what reaches the GUI is bounded by the rate.
+    from imgcls_desktop.core import training
+
     root = make_shapes_dataset(tmp_path / "data", num_classes=2, per_class=10, size=32)
     scan = scan_dataset(root)
     monkeypatch.setattr(training_worker.TrainingWorker, "max_events_per_second", 4.0)
     produced = []
-    real_forward = training_worker.TrainingWorker._forward
+    real_train = training.train
 
-    def counting_forward(self, progress):
-        produced.append(progress.kind)
-        return real_forward(self, progress)
+    def counting_train(*args, on_progress, **kwargs):
+        def count(progress):
+            produced.append(progress.kind)
+            on_progress(progress)
 
-    monkeypatch.setattr(training_worker.TrainingWorker, "_forward", counting_forward)
+        return real_train(*args, on_progress=count, **kwargs)
+
+    monkeypatch.setattr(training, "train", counting_train)
     controller = training_worker.TrainingController()
     received = []
     controller.progressed.connect(lambda progress: received.append(progress.kind))
@@ -191,20 +200,24 @@ def test_per_batch_flood_from_a_real_run_is_bounded(qtbot, tmp_path, monkeypatch
         assert counts["dropped"] > 0
 
 
-def _nan_model_loaded():
+def _nan_model_loaded(folder):
+    """A saved model whose output is NaN for any input (the engine loads models from files)."""
     from imgcls_desktop.core.backend import keras_module
+    from imgcls_desktop.core.model_io import save_model
 
     keras = keras_module()
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs)))
     model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
-    return LoadedModel(model=model, path=None, class_names=["cat", "dog"], image_size=(8, 8), metadata={})
+    path = folder / "nan.keras"
+    save_model(model, path, {"class_names": ["cat", "dog"], "image_size": [8, 8]})
+    return load_model(path)
 
 
-def test_invalid_model_output_shows_an_error_row_and_no_label(qtbot, tmp_path):
+def test_invalid_model_output_shows_an_error_row_and_no_label(qtbot, tmp_path, in_process_engine):
     pane = PredictionPane()
     qtbot.addWidget(pane)
-    pane.set_model(_nan_model_loaded())
+    pane.set_model(_nan_model_loaded(tmp_path))
     image = write_image(tmp_path / "photo.png", size=(10, 10))
     with qtbot.waitSignal(pane.predictions_ready, timeout=60000) as ready:
         assert pane.classify_paths([str(image)])

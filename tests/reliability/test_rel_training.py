@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hostile_inputs import write_image
 
-from imgcls_desktop.core import training
+from imgcls_desktop.core import fit_loop
 from imgcls_desktop.core.errors import TrainingError
 from imgcls_desktop.core.inference import Predictor
 from imgcls_desktop.core.model_io import LoadedModel, from_training, load_model, save_model
@@ -101,7 +101,7 @@ def test_out_of_memory_while_building_the_pipeline_propagates(small_dataset, mon
     def no_memory(*args, **kwargs):
         raise MemoryError("simulated: not enough memory for the input pipeline")
 
-    monkeypatch.setattr(training, "make_dataset", no_memory)
+    monkeypatch.setattr(fit_loop, "make_dataset", no_memory)
     with pytest.raises(MemoryError, match="simulated"):
         train(small_dataset, _config(epochs=1))
 
