@@ -50,7 +50,7 @@ class Recommendation:
         image_size: The side, in pixels, images are resized to.
         time_budget: Seconds for the whole run, or None for "train the preset's epochs".
         validation_split: Share of the training images held out (0 when a val/ folder exists).
-        reason: One sentence for the user.
+        reason: Two sentences for the user: what it trains, and what it holds out to measure it.
         median_size: (width, height) of the images, medians of a sample.
         estimated_seconds: What the whole run should take on this machine.
     """
@@ -126,6 +126,16 @@ def _minutes(seconds):
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
+def _held_out_text(scan, num_train, validation_split):
+    if "val" in scan.splits:
+        return f"Its val/ folder ({len(scan.splits['val']):,} images) measures the model."
+    held_out = round(num_train * validation_split)
+    if validation_split == 0.2:
+        return f"{held_out:,} of the {num_train:,} training images (a fifth) are held out to measure it."
+    return (f"{held_out:,} of the {num_train:,} training images are held out to measure it (not a fifth: "
+            f"{MAX_VALIDATION_IMAGES:,} measure it as well, and the rest are left to learn from).")
+
+
 def recommended_validation_split(scan) -> float:
     """The share of training images to hold out: a fifth, at most ``MAX_VALIDATION_IMAGES``.
 
@@ -147,7 +157,7 @@ def recommend(scan, speed=None) -> Recommendation:
         speed: Speeds as :func:`machine_speed` returns them (this machine's when None).
 
     Returns:
-        A :class:`Recommendation` whose ``reason`` says why in one sentence.
+        A :class:`Recommendation` whose ``reason`` says why, and what is held out.
     """
     train_items = scan.splits.get(scan.training_split_name(), [])
     all_paths = [item.path for items in scan.splits.values() for item in items]
@@ -187,8 +197,9 @@ def recommend(scan, speed=None) -> Recommendation:
         estimate = budget
         reason = (f"Small images ({width}x{height} px): the fast from-scratch CNN at their own "
                   f"size, {image_size} px, for {_minutes(budget)} (about {epochs_wanted} passes over "
-                  f"{num_train} images on this machine).")
+                  f"{num_train:,} images on this machine).")
         preset = THUMBNAIL_PRESET
+    reason += " " + _held_out_text(scan, num_train, validation_split)
     return Recommendation(preset=preset, image_size=image_size, time_budget=budget,
                           validation_split=validation_split, reason=reason,
                           median_size=(width, height), estimated_seconds=round(estimate, 1))

@@ -30,7 +30,9 @@ def test_the_bundled_photos_get_the_shipped_backbone():
     assert rec.median_size == (240, 320)
     assert rec.validation_split == 0.2
     assert "EfficientNet-Lite0" in rec.reason and "240x320" in rec.reason
-    assert rec.reason.count(". ") == 0 and rec.reason.endswith(".")  # one sentence
+    # Two sentences: what it trains, and what it holds out to measure the model.
+    assert rec.reason.count(". ") == 1
+    assert rec.reason.endswith("36 of the 180 training images (a fifth) are held out to measure it.")
     assert 0 < rec.estimated_seconds < 120
 
 
@@ -40,6 +42,7 @@ def test_thumbnails_keep_fast_cnn_at_their_own_size(shapes_dataset):
     assert rec.preset == "fast_cnn" and rec.image_size == 32
     assert rec.time_budget == 60.0  # 72 images: the shortest budget offered
     assert "32 px" in rec.reason
+    assert rec.reason.endswith("(a fifth) are held out to measure it.")
 
 
 @pytest.mark.parametrize("side, expected", [(20, 20), (48, 48), (63, 63)])
@@ -58,6 +61,7 @@ def test_a_big_folder_gets_a_longer_budget_and_a_held_out_set_capped_by_count(tm
     assert recommended_validation_split(scan) == pytest.approx(MAX_VALIDATION_IMAGES / 50_000)
     rec = recommend(scan, speed=AVX2)
     assert rec.validation_split == pytest.approx(0.05)
+    assert "2,500 of the 50,000 training images are held out" in rec.reason  # the choice is shown
     small = recommend(scan_dataset(root, validate=False, find_duplicates=False), speed=AVX2)
     assert rec.time_budget > small.time_budget
     assert rec.time_budget <= 1800 and rec.time_budget % 60 == 0
@@ -72,7 +76,9 @@ def test_a_val_folder_means_nothing_is_held_out(tmp_path):
         (root / "val" / class_dir.name).mkdir(parents=True)
         for path in sorted(class_dir.iterdir())[:2]:
             path.rename(root / "val" / class_dir.name / path.name)
-    assert recommended_validation_split(scan_dataset(root, validate=False, find_duplicates=False)) == 0.0
+    scan = scan_dataset(root, validate=False, find_duplicates=False)
+    assert recommended_validation_split(scan) == 0.0
+    assert "Its val/ folder (4 images) measures the model." in recommend(scan, speed=AVX2).reason
 
 
 def test_median_size_reads_headers_and_skips_what_cannot_be_opened(tmp_path):
