@@ -46,6 +46,20 @@ def test_spec_version_reader_parses_without_importing(tmp_path):
         _spec_function("read_version")(init)
 
 
+def test_bundle_filter_keeps_every_feature_and_drops_what_it_lists():
+    # build.spec's drop and strip rules on a made-up table of contents: the desktop Qt
+    # platforms, the sample dataset and TensorFlow's libraries stay; embedded back ends,
+    # translations, the XLA op library and dependencies' test data go.
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import bundle_filter
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    bundle_filter._check()
+    assert not bundle_filter.dropped("resources/sample_dataset/test/glass/a.jpg")
+    assert bundle_filter.dropped("matplotlib/mpl-data/sample_data/grace_hopper.jpg")
+
+
 def test_spec_bundles_resources_and_two_executables():
     text = SPEC.read_text(encoding="utf-8")
     assert '"resources"), "resources")' in text
