@@ -7,21 +7,28 @@ so early training moves fast and the last epochs are averaged hard, which is wor
 fraction of a point of accuracy for free on short schedules (Jordan 2024, airbench94).
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from .backend import keras_module, tensorflow_module
 
 
-def lookahead_callback(model, fraction_done, *, every=5, decay_base=0.95, decay_power=3.0,
-                       start=0.3):
+def lookahead_callback(model: Any, fraction_done: Callable[[], float], *, every: int = 5,
+                       decay_base: float = 0.95, decay_power: float = 3.0, start: float = 0.3) -> Any:
     """A Keras callback averaging ``model``'s float weights (BatchNorm statistics too).
 
     Args:
-        model: the model being fitted.
-        fraction_done: a callable giving how much of training is done (0-1), the same
+        model: The Keras model being fitted.
+        fraction_done: A callable giving how much of training is done (0-1), the same
             clock the learning-rate schedule uses (epochs or a time budget).
-        every: steps between averaging.
-        start: fraction of training after which averaging begins.
+        every: Steps between averaging.
+        decay_base: Per-step decay of the average; an averaging step uses
+            ``decay_base ** every * fraction_done ** decay_power``.
+        decay_power: How fast the averaging grows stronger as training ends.
+        start: Fraction of training after which averaging begins.
+
+    Returns:
+        A ``keras.callbacks.Callback`` to pass to ``fit()``.
     """
     callback_class: Any = keras_module().callbacks.Callback
     tf = tensorflow_module()

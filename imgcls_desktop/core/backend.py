@@ -16,7 +16,7 @@ _lock = threading.Lock()
 _keras: Any = None
 
 
-def configure_environment():
+def configure_environment() -> None:
     """Set the environment before TensorFlow is imported; later calls change nothing."""
     # A user's ~/.keras/keras.json must not switch us to another backend.
     os.environ["KERAS_BACKEND"] = "tensorflow"
@@ -29,7 +29,11 @@ def configure_environment():
 
 
 def keras_module() -> Any:
-    """Return the ``keras`` module, importing TensorFlow on first use (thread-safe)."""
+    """Return the ``keras`` module, importing TensorFlow on first use (thread-safe).
+
+    Returns:
+        The ``keras`` module (typed ``Any``: Keras ships no type information).
+    """
     global _keras
     if _keras is not None:
         return _keras
@@ -92,15 +96,23 @@ def _quiet_native_stderr():
 
 
 def tensorflow_module() -> Any:
-    """Return the ``tensorflow`` module, after :func:`keras_module` has set the environment."""
+    """Return the ``tensorflow`` module, after :func:`keras_module` has set the environment.
+
+    Returns:
+        The ``tensorflow`` module (typed ``Any``: TensorFlow ships no type information).
+    """
     keras_module()
     import tensorflow as tf
 
     return tf
 
 
-def versions():
-    """Library versions for the About box and the model metadata."""
+def versions() -> dict[str, str]:
+    """Library versions for the About box and the model metadata.
+
+    Returns:
+        ``{"keras": version, "tensorflow": version}``.
+    """
     keras = keras_module()
     tf = tensorflow_module()
     return {"keras": keras.__version__, "tensorflow": tf.__version__}

@@ -59,8 +59,15 @@ _process_lock = threading.Lock()
 
 # -- paths ------------------------------------------------------------------------------
 
-def journal_path(root) -> Path:
-    """Where the journal of the dataset at ``root`` lives."""
+def journal_path(root: str | os.PathLike) -> Path:
+    """Where the journal of the dataset at ``root`` lives.
+
+    Args:
+        root: The dataset folder.
+
+    Returns:
+        ``<root>/.imgcls/journal.jsonl`` (it may not exist).
+    """
     return Path(root) / STATE_FOLDER / JOURNAL_NAME
 
 
@@ -111,11 +118,20 @@ def _class_folders(root):
         raise DatasetError(f"Cannot read the folder {root}: {exc.strerror or exc}.") from None
 
 
-def dataset_class_names(root) -> list[str]:
+def dataset_class_names(root: str | os.PathLike) -> list[str]:
     """The class folder names of the dataset at ``root`` (flat or split layout), sorted.
 
     The scanner's rule (:func:`dataset.find_class_folders`), without decoding any image: a
     link back to the root or to a folder already found is not a class.
+
+    Args:
+        root: The dataset folder.
+
+    Returns:
+        The class names, sorted.
+
+    Raises:
+        DatasetError: ``root`` is not a folder or cannot be read.
     """
     root = _root(root)
     return sorted({folder.name for folders in _class_folders(root).values() for folder in folders})
@@ -393,7 +409,7 @@ def _entries(root, records):
     return entries
 
 
-def journal_entries(root) -> list[dict]:
+def journal_entries(root: str | os.PathLike) -> list[dict[str, Any]]:
     """Every move, quarantine and undo recorded for the dataset at ``root``, oldest first.
 
     Each dict holds ``id``, ``action`` (``"move"``, ``"quarantine"`` or ``"undo"``),
@@ -405,13 +421,32 @@ def journal_entries(root) -> list[dict]:
 
     Lines of the wrong shape, and entries whose paths lead outside the dataset's class
     folders and quarantine, are left out with one warning (see the module docstring).
+
+    Args:
+        root: The dataset folder.
+
+    Returns:
+        The entries, oldest first.
+
+    Raises:
+        DatasetError: ``root`` is not a folder, or the journal cannot be read.
     """
     root = _root(root)
     return _entries(root, _read_records(root))
 
 
-def undoable_entries(root) -> list[dict]:
-    """Done moves and quarantines not undone yet, the most recent first (what undo reverts next)."""
+def undoable_entries(root: str | os.PathLike) -> list[dict[str, Any]]:
+    """Done moves and quarantines not undone yet, the most recent first (what undo reverts next).
+
+    Args:
+        root: The dataset folder.
+
+    Returns:
+        Entries as :func:`journal_entries` gives them, the most recent first.
+
+    Raises:
+        DatasetError: As :func:`journal_entries`.
+    """
     return [entry for entry in reversed(journal_entries(root))
             if entry["action"] != "undo" and entry["status"] == "done" and not entry["undone"]]
 
@@ -506,7 +541,7 @@ def _journaled_move(root, action, source, target, **details):
 
 # -- the three operations ---------------------------------------------------------------
 
-def move_to_class(root, path, class_name) -> dict:
+def move_to_class(root: str | os.PathLike, path: str | os.PathLike, class_name: str) -> dict[str, Any]:
     """Move one image into the folder of ``class_name``, in the same split.
 
     Flat layout: ``root/<class>/``; split layout: ``root/<split>/<class>/``. The class
@@ -543,7 +578,7 @@ def move_to_class(root, path, class_name) -> dict:
         return _journaled_move(root, "move", relative, target, **{"class": class_name, "from_class": current})
 
 
-def quarantine(root, path, reason="") -> dict:
+def quarantine(root: str | os.PathLike, path: str | os.PathLike, reason: str = "") -> dict[str, Any]:
     """Move one image out of the dataset into ``root/.imgcls/quarantine/<its relative path>``.
 
     The scanner skips the hidden ``.imgcls`` folder, so the image no longer counts (nor is
@@ -570,11 +605,14 @@ def quarantine(root, path, reason="") -> dict:
                                from_class=current)
 
 
-def undo(root) -> dict | None:
+def undo(root: str | os.PathLike) -> dict[str, Any] | None:
     """Revert the most recent move or quarantine not undone yet (from this process or any earlier one).
 
     Only entries that pass the journal's checks are candidates: a planted line can never
     make undo move, create or delete a file outside the class folders and quarantine.
+
+    Args:
+        root: The dataset folder.
 
     Returns:
         The journal entry of the undo (its ``undoes`` is the id reverted, ``original`` that

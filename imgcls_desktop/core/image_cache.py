@@ -15,18 +15,26 @@ per 500 MB; see :func:`decode_to_disk`), and the metadata itself is checked fiel
 field. Anything that does not match is decoded again, with a warning naming the file.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import logging
 import math
 import os
+import threading
 import zlib
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ImageError
 from .images import load_image
+
+if TYPE_CHECKING:
+    from .dataset import ImageItem
 
 log = logging.getLogger("imgcls")
 
@@ -36,14 +44,27 @@ _MAX_META_BYTES = 256 * 1024**2  # a million labels and problems fit many times 
 
 
 def cache_dir() -> Path:
-    """Where decoded sets are cached: ``$IMGCLS_CACHE_DIR``, else ``decoded/`` in the data folder."""
+    """Where decoded sets are cached: ``$IMGCLS_CACHE_DIR``, else ``decoded/`` in the data folder.
+
+    Returns:
+        The folder (it may not exist yet).
+    """
     from ..resources import user_data_dir
 
     return Path(os.environ.get("IMGCLS_CACHE_DIR") or Path(user_data_dir()) / "decoded")
 
 
-def cache_key(items, image_size, stat_keys) -> str:
-    """A hex digest naming one decoded set: the format, the size, each file's path, label and stat."""
+def cache_key(items: Sequence[ImageItem], image_size: int, stat_keys: Iterable[Any]) -> str:
+    """A hex digest naming one decoded set: the format, the size, each file's path, label and stat.
+
+    Args:
+        items: The images, in order.
+        image_size: The side they are decoded at.
+        stat_keys: One value per item that changes when its file does (size, mtime).
+
+    Returns:
+        32 hex digits.
+    """
     digest = hashlib.sha256(f"{_FORMAT}|{image_size}".encode())
     for item, stat in zip(items, stat_keys):
         digest.update(f"\n{item.path}|{item.label}|{stat}".encode())
@@ -69,10 +90,23 @@ class DiskImages:
         return self.shape[0]
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
+        """Bytes of all the images (on disk, not in memory)."""
         return self.shape[0] * self.record
 
-    def take(self, indices):
+    def take(self, indices: Iterable[int] | np.ndarray) -> np.ndarray:
+        """The rows ``indices``, as NumPy's ``take`` on the first axis.
+
+        Args:
+            indices: Row numbers (not negative).
+
+        Returns:
+            ``(len(indices), h, w, 3)`` uint8.
+
+        Raises:
+            IndexError: An index is out of range.
+            ValueError: The set is closed.
+        """
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         out = np.empty((len(indices),) + self.shape[1:], dtype=np.uint8)
         flat = out.reshape(len(indices), self.record)
@@ -100,7 +134,8 @@ class DiskImages:
             raise ValueError(f"the decoded-image cache {self.path} is closed")
         return self._fd
 
-    def close(self):
+    def close(self) -> None:
+        """Close the file; reading afterwards raises ``ValueError``."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -112,8 +147,12 @@ class DiskImages:
             pass
 
 
-def disk_budget_bytes():
-    """The decoded cache's disk budget (``IMGCLS_CACHE_MAX_GB``, 20 GB by default)."""
+def disk_budget_bytes() -> int:
+    """The decoded cache's disk budget (``IMGCLS_CACHE_MAX_GB``, 20 GB by default).
+
+    Returns:
+        The budget in bytes.
+    """
     return int(float(os.environ.get("IMGCLS_CACHE_MAX_GB", "20")) * 1024**3)
 
 
@@ -140,7 +179,15 @@ class StreamedImages:
     def __len__(self):
         return self.shape[0]
 
-    def take(self, indices):
+    def take(self, indices: Iterable[int] | np.ndarray) -> np.ndarray:
+        """Decode the rows ``indices`` now, on every core (a failed file gives a black image).
+
+        Args:
+            indices: Row numbers (not negative).
+
+        Returns:
+            ``(len(indices), h, w, 3)`` uint8.
+        """
         from .pipeline import decoded_in_parallel
 
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -162,16 +209,29 @@ class StreamedImages:
             return self.take([int(key) + (self.shape[0] if key < 0 else 0)])[0]
         return self.take(key)
 
-    def close(self):
-        pass
+    def close(self) -> None:
+        """Nothing to close (as :meth:`DiskImages.close`, for callers that close either)."""
 
 
-def decode_to_disk(items, image_size, stat_keys, *, on_progress=None, stop_event=None,
-                   cancelled=Exception):
+def decode_to_disk(items: Sequence[ImageItem], image_size: int, stat_keys: Sequence[Any], *,
+                   on_progress: Callable[[int, int], None] | None = None,
+                   stop_event: threading.Event | None = None,
+                   cancelled: type[BaseException] = Exception) -> tuple[DiskImages, np.ndarray, list[tuple]]:
     """Decode ``items`` into a cache file (or reuse a complete, verified one).
 
-    Returns ``(DiskImages, labels int32, problems)`` like ``pipeline.decode_items``.
-    Raises ``cancelled`` (an exception class) when ``stop_event`` is set.
+    Args:
+        items: The images to decode, in order.
+        image_size: The side they are decoded at.
+        stat_keys: One value per item that changes when its file does (see :func:`cache_key`).
+        on_progress: Optional ``callable(done, total)`` while decoding.
+        stop_event: Optional ``threading.Event``; set, decoding stops.
+        cancelled: The exception class raised when ``stop_event`` is set.
+
+    Returns:
+        ``(DiskImages, labels int32, problems)`` like ``pipeline.decode_items``.
+
+    Raises:
+        cancelled: ``stop_event`` was set.
     """
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -189,8 +249,14 @@ def decode_to_disk(items, image_size, stat_keys, *, on_progress=None, stop_event
     return DiskImages(data_path, len(labels), image_size), labels, problems
 
 
-def prune(folder, keep=(), max_bytes=None):
-    """Delete the least recently written cache files beyond ``max_bytes`` (default 20 GB)."""
+def prune(folder: str | os.PathLike, keep: Collection[str] = (), max_bytes: int | None = None) -> None:
+    """Delete the least recently written cache files beyond ``max_bytes`` (default 20 GB).
+
+    Args:
+        folder: The cache folder.
+        keep: File names never deleted (the set in use).
+        max_bytes: The budget (default :func:`disk_budget_bytes`).
+    """
     if max_bytes is None:
         max_bytes = disk_budget_bytes()
     entries = []
@@ -217,10 +283,21 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def read_meta(meta_path, data_path, image_size, items):
-    """``(meta, None)`` for a cache entry that is whole and matches its checksums, else
-    ``(None, reason)``: ``reason`` is None when there is simply no entry yet, or
-    ``(file, what is wrong)`` when one exists but cannot be trusted."""
+def read_meta(meta_path: Path, data_path: Path, image_size: int,
+              items: Sequence[ImageItem]) -> tuple[dict[str, Any] | None, tuple[Path, str] | None]:
+    """Read and check one cache entry's metadata and data file.
+
+    Args:
+        meta_path: The entry's ``KEY.json``.
+        data_path: The entry's ``KEY.u8``.
+        image_size: The side the images should be decoded at.
+        items: The images the entry should hold.
+
+    Returns:
+        ``(meta, None)`` for a cache entry that is whole and matches its checksums, else
+        ``(None, reason)``: ``reason`` is None when there is simply no entry yet, or
+        ``(file, what is wrong)`` when one exists but cannot be trusted.
+    """
     if not meta_path.exists() and not data_path.exists():
         return None, None
     try:

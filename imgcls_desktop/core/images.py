@@ -11,6 +11,7 @@ import os
 import re
 import struct
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -143,7 +144,7 @@ def _decode(path, draft_size=None):
             return _to_rgb(upright)
 
 
-def open_image(path, draft_size=None) -> Image.Image:
+def open_image(path: str | os.PathLike, draft_size: int | None = None) -> Image.Image:
     """Open, fully decode and normalise one image file.
 
     Args:
@@ -185,7 +186,7 @@ def open_image(path, draft_size=None) -> Image.Image:
         raise ImageError(path, f"{DAMAGED} ({type(exc).__name__}: {exc})") from None
 
 
-def load_image(path, image_size) -> np.ndarray:
+def load_image(path: str | os.PathLike, image_size: Sequence[int] | None) -> np.ndarray:
     """Load one image as the uint8 array models are trained and run on.
 
     Training and prediction both load through here, so they see identical pixels: a JPEG
@@ -212,7 +213,7 @@ def load_image(path, image_size) -> np.ndarray:
     return np.array(image, dtype=np.uint8)
 
 
-def validate_image(path, draft_size=None) -> tuple[int, int]:
+def validate_image(path: str | os.PathLike, draft_size: int | None = None) -> tuple[int, int]:
     """Fully decode one image to prove it is usable.
 
     Args:

@@ -47,16 +47,37 @@ class JobClock:
         return None if self.budget is None else self.started_at + self.budget
 
     def elapsed(self, now: float | None = None) -> float:
-        """Seconds since the job started."""
+        """Seconds since the job started.
+
+        Args:
+            now: ``time.monotonic()`` to measure at (default: now).
+
+        Returns:
+            Seconds elapsed.
+        """
         return (time.monotonic() if now is None else now) - self.started_at
 
     def seconds_left(self, now: float | None = None) -> float | None:
-        """Seconds until the deadline (never negative), or None when the job is not timed."""
+        """Seconds until the deadline (never negative), or None when the job is not timed.
+
+        Args:
+            now: ``time.monotonic()`` to measure at (default: now).
+
+        Returns:
+            Seconds left, or None without a budget.
+        """
         if self.budget is None:
             return None
         return max(0.0, self.budget - self.elapsed(now))
 
 
 def save_seconds(parameters: int) -> float:
-    """Seconds writing a model of ``parameters`` float32 weights should take."""
+    """Seconds writing a model of ``parameters`` float32 weights should take.
+
+    Args:
+        parameters: Number of float32 weights in the model.
+
+    Returns:
+        Expected seconds for the save.
+    """
     return 4.0 * parameters / SAVE_BYTES_PER_SECOND

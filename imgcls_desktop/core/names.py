@@ -27,6 +27,7 @@ Qt-free and dependency-free, so core, the CLI and the window can all use it.
 import json
 import os
 import re
+from typing import Any
 
 # Lone surrogates (what surrogateescape makes of undecodable bytes, or what Windows can
 # hand over from ill-formed UTF-16), C0 controls and DEL.
@@ -43,7 +44,7 @@ def _shown(match):
     return f"\\u{code:04x}"
 
 
-def display_name(path) -> str:
+def display_name(path: str | bytes | os.PathLike) -> str:
     """``path`` as text that any terminal, log or CSV cell can take (see the module docstring).
 
     Args:
@@ -58,11 +59,18 @@ def display_name(path) -> str:
     return _UNSAFE_FOR_PEOPLE.sub(_shown, text)
 
 
-def json_text(value, **kwargs) -> str:
+def json_text(value: Any, **kwargs: Any) -> str:
     """``json.dumps(value, ensure_ascii=False, **kwargs)``, lossless for any file name.
 
     Lone surrogates (undecodable bytes of a name) are written as ``\\udcNN`` escapes, so
     the result encodes to valid UTF-8 and ``json.loads`` gives back the very same strings.
+
+    Args:
+        value: What to write as JSON.
+        **kwargs: Passed on to ``json.dumps`` (``indent``, ``sort_keys``...).
+
+    Returns:
+        The JSON text.
     """
     text = json.dumps(value, ensure_ascii=False, **kwargs)
     return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)

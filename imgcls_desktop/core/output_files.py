@@ -15,6 +15,8 @@ here or through :func:`model_io.save_model`, which uses the same pieces:
   leaves the previous file, or none, and never half a file.
 """
 
+from __future__ import annotations
+
 import contextlib
 import csv
 import io
@@ -22,11 +24,15 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import OutputFileError
 from .names import display_name
+
+if TYPE_CHECKING:
+    from .inference import Prediction
 
 fcntl: Any
 try:
@@ -35,14 +41,25 @@ except ImportError:  # Windows
     fcntl = None
 
 
-def lock_file_for(path):
-    """The hidden lock file beside ``path`` that :func:`output_lock` uses."""
+def lock_file_for(path: str | os.PathLike) -> Path:
+    """The hidden lock file beside ``path`` that :func:`output_lock` uses.
+
+    Args:
+        path: The output file.
+
+    Returns:
+        ``.<name>.lock`` in the same folder.
+    """
     path = Path(path)
     return path.with_name(f".{path.name}.lock")
 
 
 def locks_supported() -> bool:
-    """Whether :func:`output_lock` really locks here (``fcntl``: not on Windows)."""
+    """Whether :func:`output_lock` really locks here (``fcntl``: not on Windows).
+
+    Returns:
+        True where ``fcntl`` is available.
+    """
     return fcntl is not None
 
 
@@ -54,12 +71,21 @@ _held_guard = threading.Lock()
 
 
 @contextlib.contextmanager
-def output_lock(path, error=OutputFileError):
+def output_lock(path: str | os.PathLike, error: type[Exception] = OutputFileError) -> Iterator[None]:
     """Hold an exclusive lock on the output ``path`` for the ``with`` block.
 
-    Re-entrant within one thread. Raises ``error`` (an :class:`ImgclsError` class) when
-    another process, or another thread of this one, holds it; an ``OSError`` when the lock
-    file cannot be created (the folder is missing or read-only).
+    Re-entrant within one thread.
+
+    Args:
+        path: The output file (the lock file goes beside it).
+        error: The :class:`ImgclsError` class raised when the file is busy.
+
+    Yields:
+        Nothing; the lock is held until the block ends.
+
+    Raises:
+        error: Another process, or another thread of this one, holds it.
+        OSError: The lock file cannot be created (the folder is missing or read-only).
     """
     key = os.path.abspath(path)
     me = threading.get_ident()
@@ -85,10 +111,16 @@ def output_lock(path, error=OutputFileError):
             _release(Path(key), entry[0])
 
 
-def is_locked(path):
+def is_locked(path: str | os.PathLike) -> bool | None:
     """Whether another writer holds :func:`output_lock` on ``path`` now (None: cannot tell).
 
     The calling thread's own lock does not count: it is not writing while it asks.
+
+    Args:
+        path: The output file.
+
+    Returns:
+        True, False, or None where locks are not supported or the lock file is unreadable.
     """
     key = os.path.abspath(path)
     with _held_guard:
@@ -114,12 +146,17 @@ def is_locked(path):
     return False
 
 
-def remove_abandoned_lock(path):
+def remove_abandoned_lock(path: str | os.PathLike) -> bool:
     """Remove the lock file of ``path`` if no writer holds it (its writer was killed).
 
     Safe against a writer locking it at the same moment: the file is removed only while
-    this call holds its lock, and :func:`output_lock` retries on a removed file. Returns
-    True when a file was removed.
+    this call holds its lock, and :func:`output_lock` retries on a removed file.
+
+    Args:
+        path: The output file whose lock file is checked.
+
+    Returns:
+        True when a file was removed.
     """
     key = os.path.abspath(path)
     with _held_guard:
@@ -200,11 +237,19 @@ def _busy_message(path, pid):
             "another output file.")
 
 
-def check_output_writable(path, error=OutputFileError):
+def check_output_writable(path: str | os.PathLike, error: type[Exception] = OutputFileError) -> None:
     """Refuse an output path whose folder is missing or does not take a new file.
 
     A temporary file is created beside ``path`` and removed at once; ``path`` itself is
-    not touched. Raises ``error`` naming the folder and what to do.
+    not touched.
+
+    Args:
+        path: The output file.
+        error: The :class:`ImgclsError` class to raise.
+
+    Raises:
+        error: The folder is missing, ``path`` is a folder, or the folder takes no new
+            file; the message names the folder and what to do.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
@@ -228,11 +273,20 @@ def check_output_writable(path, error=OutputFileError):
         pass
 
 
-def write_atomic(path, data, error=OutputFileError):
+def write_atomic(path: str | os.PathLike, data: str | bytes, error: type[Exception] = OutputFileError) -> Path:
     """Write ``data`` (``bytes``, or ``str`` as UTF-8) to ``path`` whole or not at all.
 
-    Raises ``error`` naming the file when it cannot be written; the previous file, if
-    any, is then unchanged and no temporary file is left.
+    Args:
+        path: The file to write.
+        data: Its content.
+        error: The :class:`ImgclsError` class to raise.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        error: The file cannot be written (named); the previous file, if any, is then
+            unchanged and no temporary file is left.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
@@ -260,7 +314,7 @@ def write_atomic(path, data, error=OutputFileError):
     return path
 
 
-def write_json_atomic(path, data, error=OutputFileError):
+def write_json_atomic(path: str | os.PathLike, data: Any, error: type[Exception] = OutputFileError) -> Path:
     """Write ``data`` as JSON (indented, no NaN) to ``path`` whole or not at all.
 
     Args:
@@ -272,7 +326,7 @@ def write_json_atomic(path, data, error=OutputFileError):
         ``path`` as a ``Path``.
 
     Raises:
-        error: the data is not JSON, or the file cannot be written (see :func:`write_atomic`).
+        error: The data is not JSON, or the file cannot be written (see :func:`write_atomic`).
     """
     try:
         text = json.dumps(data, indent=1, allow_nan=False)
@@ -281,8 +335,12 @@ def write_json_atomic(path, data, error=OutputFileError):
     return write_atomic(path, text, error)
 
 
-def fsync_folder(folder):
-    """Make a rename inside ``folder`` durable (POSIX); a no-op where folders cannot be opened."""
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make a rename inside ``folder`` durable (POSIX); a no-op where folders cannot be opened.
+
+    Args:
+        folder: The folder whose entries changed.
+    """
     try:
         descriptor = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -295,9 +353,18 @@ def fsync_folder(folder):
         os.close(descriptor)
 
 
-def csv_text(rows):
-    """Rows as CSV text; text cells go through :func:`names.display_name`, so a name that
-    is not UTF-8 (a path, a class folder) fits a UTF-8 file as ``\\xNN``."""
+def csv_text(rows: Iterable[Sequence[Any]]) -> str:
+    """Rows as CSV text.
+
+    Text cells go through :func:`names.display_name`, so a name that is not UTF-8 (a path,
+    a class folder) fits a UTF-8 file as ``\\xNN``.
+
+    Args:
+        rows: The rows, header first if any.
+
+    Returns:
+        The CSV text (``\\r\\n`` line ends).
+    """
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
     for row in rows:
@@ -305,8 +372,20 @@ def csv_text(rows):
     return buffer.getvalue()
 
 
-def write_csv(path, rows, error=OutputFileError):
-    """Write :func:`csv_text` of ``rows`` to ``path`` atomically (see :func:`write_atomic`)."""
+def write_csv(path: str | os.PathLike, rows: Iterable[Sequence[Any]], error: type[Exception] = OutputFileError) -> Path:
+    """Write :func:`csv_text` of ``rows`` to ``path`` atomically (see :func:`write_atomic`).
+
+    Args:
+        path: The file to write.
+        rows: The rows, header first if any.
+        error: The :class:`ImgclsError` class to raise.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        error: The file cannot be written.
+    """
     return write_atomic(path, csv_text(rows), error)
 
 
@@ -314,9 +393,10 @@ PREDICTION_COLUMNS = ["path", "label", "confidence", "top_k", "error", "unknown"
 """The header of the predictions CSV (see :func:`predictions_csv` for each column)."""
 
 
-def predictions_csv(predictions) -> str:
-    """The predictions table as CSV text: the one format ``imgcls predict --csv`` and the
-    window's *Export CSV…* write.
+def predictions_csv(predictions: Iterable[Prediction]) -> str:
+    """The predictions table as CSV text.
+
+    The one format ``imgcls predict --csv`` and the window's *Export CSV…* write.
 
     One header row (:data:`PREDICTION_COLUMNS`), then one row per prediction, in order:
 
@@ -333,7 +413,7 @@ def predictions_csv(predictions) -> str:
     Returns:
         The CSV text (``\\r\\n`` line ends, as the ``csv`` module writes).
     """
-    rows = [PREDICTION_COLUMNS]
+    rows: list[list[Any]] = [PREDICTION_COLUMNS]
     for prediction in predictions:
         ok = prediction.error is None
         top = "; ".join(f"{label}:{p:.4f}" for label, p in prediction.top_k)
@@ -342,11 +422,17 @@ def predictions_csv(predictions) -> str:
     return csv_text(rows)
 
 
-def write_predictions_csv(path, predictions) -> Path:
-    """Write :func:`predictions_csv` to ``path`` atomically (the CLI's ``--csv``, the window's
-    Export).
+def write_predictions_csv(path: str | os.PathLike, predictions: Iterable[Prediction]) -> Path:
+    """Write :func:`predictions_csv` to ``path`` atomically (the CLI's ``--csv``, the window's Export).
+
+    Args:
+        path: The CSV file.
+        predictions: ``core.inference.Prediction`` objects.
+
+    Returns:
+        ``path`` as a ``Path``.
 
     Raises:
-        OutputFileError: the file cannot be written; a previous file is left unchanged.
+        OutputFileError: The file cannot be written; a previous file is left unchanged.
     """
     return write_atomic(path, predictions_csv(predictions))

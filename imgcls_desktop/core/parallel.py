@@ -17,7 +17,11 @@ Result = TypeVar("Result")
 
 
 def worker_count() -> int:
-    """Threads for image work: one per core, at most 8."""
+    """Threads for image work: one per core, at most 8.
+
+    Returns:
+        The number of threads.
+    """
     return max(1, min(8, os.cpu_count() or 1))
 
 
@@ -32,6 +36,9 @@ def map_in_order(function: Callable[[Item], Result], items: Iterable[Item], work
         should_stop: Checked before each result is handed out; when it returns True the
             work still queued is dropped and the generator ends (the caller decides what
             a stop means).
+
+    Yields:
+        ``function(item)`` for each item, in order.
 
     Only a few results per worker are in flight at a time, so memory stays flat however
     many items there are.

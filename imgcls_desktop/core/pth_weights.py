@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import io
+import os
 import pickle
 from pathlib import Path
 
@@ -171,7 +172,7 @@ def _to_array(name, ref):
     return np.array(view, dtype=storage.dtype.newbyteorder("="), order="C")
 
 
-def read_state_dict(path) -> dict[str, np.ndarray]:
+def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The tensors of a legacy PyTorch state-dict file, as NumPy arrays.
 
     Args:
@@ -181,7 +182,7 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
         Parameter name to a contiguous array of the tensor's shape, in file order.
 
     Raises:
-        WeightsUnavailableError: the file cannot be read, is not a legacy state dict, asks
+        WeightsUnavailableError: The file cannot be read, is not a legacy state dict, asks
             for anything a state dict does not need, or its tensors do not fit their
             storages. Nothing in the file is ever executed.
     """

@@ -11,6 +11,9 @@ Modes (stored in a model's metadata as ``test_time_augmentation``):
   of the image moved one pixel up-left and one pixel down-right (borders reflected).
 """
 
+from collections.abc import Callable
+from typing import Any
+
 from .backend import keras_module
 
 MODES = ("flip", "flip_translate")
@@ -21,29 +24,58 @@ _VIEWS = {
 }
 
 
-def mode_of(metadata):
-    """The test-time augmentation a model's metadata asks for, or None."""
+def mode_of(metadata: dict[str, Any] | None) -> str | None:
+    """The test-time augmentation a model's metadata asks for, or None.
+
+    Args:
+        metadata: A model's metadata (may be None).
+
+    Returns:
+        One of :data:`MODES`, or None.
+    """
     mode = (metadata or {}).get("test_time_augmentation")
     return mode if mode in MODES else None
 
 
-def views_per_image(mode) -> int:
-    """How many views test-time augmentation ``mode`` predicts per image (1 without it)."""
+def views_per_image(mode: str | None) -> int:
+    """How many views test-time augmentation ``mode`` predicts per image (1 without it).
+
+    Args:
+        mode: One of :data:`MODES`, or None.
+
+    Returns:
+        The number of views.
+    """
     return 2 * len(_VIEWS[mode]) if mode else 1
 
 
-def view_transforms(mode):
-    """``[(weight, shift, mirrored), ...]``, one per view, in the order :func:`tta_logits`
-    batches them (a view is the image moved by ``shift`` pixels, then mirrored if asked)."""
+def view_transforms(mode: str | None) -> list[tuple[float, int, bool]]:
+    """The views of ``mode``, in the order :func:`tta_logits` batches them.
+
+    A view is the image moved by ``shift`` pixels, then mirrored if asked.
+
+    Args:
+        mode: One of :data:`MODES`, or None.
+
+    Returns:
+        ``[(weight, shift, mirrored), ...]``, one per view.
+    """
     if not mode:
         return [(1.0, 0, False)]
     return [(weight / 2, shift, mirrored) for weight, shift in _VIEWS[mode] for mirrored in (False, True)]
 
 
-def describe(mode):
-    """The views of ``mode`` in words, for people (the model summary), or None."""
+def describe(mode: str | None) -> str | None:
+    """The views of ``mode`` in words, for people (the model summary), or None.
+
+    Args:
+        mode: One of :data:`MODES`, or None.
+
+    Returns:
+        A phrase such as ``"the image and its mirror (2 views)"``, or None.
+    """
     words = {"flip": "the image and its mirror",
-             "flip_translate": "the image, its mirror and 1-pixel shifts of both"}.get(mode)
+             "flip_translate": "the image, its mirror and 1-pixel shifts of both"}.get(mode or "")
     return f"{words} ({views_per_image(mode)} views)" if words else None
 
 
@@ -56,13 +88,23 @@ def _shifted(ops, x, shift):
     return padded[:, start:start + height, start:start + width, :]
 
 
-def tta_logits(logits_fn, x, mode, ops=None):
+def tta_logits(logits_fn: Callable[[Any], Any], x: Any, mode: str | None, ops: Any = None) -> Any:
     """The logits ``logits_fn`` gives ``x``, averaged over the views of ``mode``.
 
     All views go through ``logits_fn`` as one batch (one call instead of six), then are
     weighted and summed back per image. ``mode=None`` is a plain call. Inside a
     ``tf.function`` pass ``ops`` (``keras.ops``), resolved outside it, so AutoGraph does
     not convert :func:`backend.keras_module` on every trace.
+
+    Args:
+        logits_fn: Maps a batch of images (a tensor) to logits.
+        x: A batch of images, ``(batch, height, width, channels)``: an eager, traced or
+            symbolic tensor.
+        mode: One of :data:`MODES`, or None.
+        ops: ``keras.ops``, resolved by the caller (default: looked up here).
+
+    Returns:
+        The weighted logits, ``(batch, classes)``.
     """
     if not mode:
         return logits_fn(x)
