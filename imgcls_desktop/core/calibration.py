@@ -13,7 +13,10 @@ the validation split so that it costs few correct answers (see
 Everything here is NumPy on arrays except :func:`calibrate`, which runs the model.
 """
 
+from __future__ import annotations
+
 import math
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +28,16 @@ MIN_TEMPERATURE = 0.05
 MAX_TEMPERATURE = 20.0
 
 
-def softmax(logits, temperature=1.0):
-    """Row-wise softmax of ``logits / temperature`` in float64 (stable for large logits)."""
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature`` in float64 (stable for large logits).
+
+    Args:
+        logits: ``(n, classes)`` pre-softmax outputs.
+        temperature: What the logits are divided by first.
+
+    Returns:
+        ``(n, classes)`` float64 probabilities.
+    """
     scaled = np.asarray(logits, dtype=np.float64) / float(temperature)
     scaled = scaled - scaled.max(axis=1, keepdims=True)
     exp = np.exp(scaled)
@@ -45,7 +56,7 @@ def _objective(logits, labels, log_temperature):
     return _nll(logits, labels, math.exp(log_temperature)) + prior
 
 
-def fit_temperature(logits, labels):
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature ``T > 0`` minimising the NLL of ``softmax(logits / T)``.
 
     A coarse grid on ``log T`` then golden-section refinement around its best point. The
@@ -58,6 +69,9 @@ def fit_temperature(logits, labels):
 
     Returns:
         The fitted temperature (1.0 when there is nothing to fit on).
+
+    Raises:
+        ValueError: The logits contain NaN or infinity.
     """
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -85,12 +99,20 @@ def fit_temperature(logits, labels):
     return float(math.exp((a + b) / 2.0))
 
 
-def expected_calibration_error(probabilities, labels, bins=15):
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """Expected calibration error: the gap between confidence and accuracy.
 
     The top probabilities are put in ``bins`` equal-width bins over (0, 1]; ECE is the
     mean over images of ``|accuracy(bin) - mean confidence(bin)|`` of each image's bin.
     0 is perfect; an always-100%-sure model that is right 80% of the time scores 0.2.
+
+    Args:
+        probabilities: ``(n, classes)`` probabilities.
+        labels: ``(n,)`` integer true classes.
+        bins: Number of equal-width confidence bins.
+
+    Returns:
+        The ECE, in [0, 1] (0.0 for no images).
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -109,7 +131,7 @@ def expected_calibration_error(probabilities, labels, bins=15):
     return float(total / len(probabilities))
 
 
-def fit_unknown_threshold(probabilities, labels, target_recall=0.95):
+def fit_unknown_threshold(probabilities: np.ndarray, labels: np.ndarray, target_recall: float = 0.95) -> float:
     """The top-probability threshold below which an answer becomes "unknown".
 
     The rule: take the top probabilities of the *correct* validation predictions and
@@ -122,10 +144,13 @@ def fit_unknown_threshold(probabilities, labels, target_recall=0.95):
     Args:
         probabilities: ``(n, classes)`` (calibrated) probabilities on validation images.
         labels: ``(n,)`` true classes.
-        target_recall: share of correct answers to keep, in (0, 1].
+        target_recall: Share of correct answers to keep, in (0, 1].
 
     Returns:
         The threshold, a probability in [0, 1].
+
+    Raises:
+        ValueError: ``target_recall`` is not in (0, 1].
     """
     if not 0.0 < target_recall <= 1.0:
         raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
@@ -142,8 +167,15 @@ def fit_unknown_threshold(probabilities, labels, target_recall=0.95):
     return float(max(0.0, confidences[keep - 1] - 1e-6))
 
 
-def logits_model(model):
-    """A model from the same inputs to the ``logits`` layer's output, or None if it has none."""
+def logits_model(model: Any) -> Any:
+    """A model from the same inputs to the ``logits`` layer's output, or None if it has none.
+
+    Args:
+        model: A Keras model.
+
+    Returns:
+        A Keras model giving the logits, or None.
+    """
     from .backend import keras_module
 
     try:
@@ -160,19 +192,38 @@ def logits_model(model):
         return keras.Model(both.inputs, both.outputs[1], name=f"{model.name}_logits")
 
 
-def single_input(model):
+def single_input(model: Any) -> Any:
     """The model's input tensor itself, not a one-element list.
 
     A sub-model built on ``[input]`` warns on every call with a plain tensor.
+
+    Args:
+        model: A Keras model.
+
+    Returns:
+        Its one symbolic input tensor, or the list of them when it has several.
     """
     inputs = model.inputs
     return inputs[0] if len(inputs) == 1 else inputs
 
 
-def compute_logits(model, images, batch_size=64, tta=None):
+def compute_logits(model: Any, images: Any, batch_size: int = 64, tta: str | None = None) -> np.ndarray:
     """The logits of raw-pixel ``images`` (uint8 or float, ``(n, h, w, 3)``).
 
     With ``tta`` (a :mod:`core.tta` mode), the mean logits of each image's views.
+
+    Args:
+        model: A Keras model with a layer named ``logits``.
+        images: An array, a list of arrays, or an on-disk image set of
+            :mod:`core.image_cache` (anything sliceable with a ``shape``).
+        batch_size: Images per call of the model.
+        tta: A :mod:`core.tta` mode, or None.
+
+    Returns:
+        ``(n, classes)`` float32 logits.
+
+    Raises:
+        ValueError: The model has no ``logits`` layer.
     """
     from .tta import tta_logits
 
@@ -197,14 +248,27 @@ def compute_logits(model, images, batch_size=64, tta=None):
     return np.concatenate(outputs) if outputs else np.zeros((0, model.outputs[0].shape[-1]))
 
 
-def calibrate(model, images_uint8, labels, target_recall=0.95, tta=None):
+def calibrate(model: Any, images_uint8: Any, labels: np.ndarray, target_recall: float = 0.95,
+              tta: str | None = None) -> dict[str, Any]:
     """Fit the temperature, the unknown threshold and the detector on validation images.
+
+    Args:
+        model: A Keras model with a layer named ``logits``.
+        images_uint8: The validation images, ``(n, h, w, 3)`` raw pixels (an array or an
+            on-disk image set of :mod:`core.image_cache`).
+        labels: ``(n,)`` integer true classes.
+        target_recall: Share of correct answers the unknown threshold keeps
+            (see :func:`fit_unknown_threshold`).
+        tta: A :mod:`core.tta` mode, or None.
 
     Returns:
         The dict stored as ``metadata["calibration"]``: ``temperature``, ``ece_before``,
         ``ece_after`` (on these images), ``unknown_threshold``, ``target_recall``,
         ``num_images``, ``method``, and ``ood``, the out-of-distribution detector of
         :mod:`core.ood` (``ood_skipped`` says why when it could not be fitted).
+
+    Raises:
+        ValueError: The model has no ``logits`` layer.
     """
     from .ood import compute_features, fit_detector
 
@@ -216,7 +280,7 @@ def calibrate(model, images_uint8, labels, target_recall=0.95, tta=None):
     temperature = fit_temperature(logits, labels)
     before = softmax(logits)
     after = softmax(logits, temperature)
-    result = {
+    result: dict[str, Any] = {
         "method": "temperature scaling on the validation split",
         "temperature": round(temperature, 6),
         "ece_before": round(expected_calibration_error(before, labels), 6),
@@ -233,8 +297,15 @@ def calibrate(model, images_uint8, labels, target_recall=0.95, tta=None):
     return result
 
 
-def temperature_of(metadata):
-    """The stored temperature of a model's metadata, or None if it was not calibrated."""
+def temperature_of(metadata: dict[str, Any] | None) -> float | None:
+    """The stored temperature of a model's metadata, or None if it was not calibrated.
+
+    Args:
+        metadata: A model's metadata (may be None).
+
+    Returns:
+        The temperature, or None when missing or invalid.
+    """
     calibration = (metadata or {}).get("calibration")
     if not isinstance(calibration, dict):
         return None
@@ -244,8 +315,15 @@ def temperature_of(metadata):
     return None
 
 
-def unknown_threshold_of(metadata):
-    """The stored unknown threshold of a model's metadata, or None."""
+def unknown_threshold_of(metadata: dict[str, Any] | None) -> float | None:
+    """The stored unknown threshold of a model's metadata, or None.
+
+    Args:
+        metadata: A model's metadata (may be None).
+
+    Returns:
+        The threshold in [0, 1], or None when missing or invalid.
+    """
     calibration = (metadata or {}).get("calibration")
     if not isinstance(calibration, dict):
         return None

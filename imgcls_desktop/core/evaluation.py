@@ -1,17 +1,24 @@
 """Which images to evaluate a model on; accuracy, per-class precision/recall/F1, the
 confusion matrix and the misclassified images."""
 
+from __future__ import annotations
+
 import os
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 
-from .dataset import scan_dataset
+from .dataset import DatasetScan, ImageItem, scan_dataset
 from .errors import DatasetError
 from .inference import Predictor
 from .paths import relative_posix
+
+if TYPE_CHECKING:
+    from .model_io import LoadedModel
 
 
 class EvaluationItems(NamedTuple):
@@ -25,7 +32,7 @@ class EvaluationItems(NamedTuple):
     """One sentence for people: why these images, or why there are none."""
 
 
-def evaluation_items(scan, metadata: dict | None) -> EvaluationItems:
+def evaluation_items(scan: DatasetScan, metadata: dict | None) -> EvaluationItems:
     """The images to evaluate a model on: the one rule of the window, ``imgcls`` and the history.
 
     In this order:
@@ -93,6 +100,8 @@ def _trained_on(scan, dataset: dict) -> bool:
 
 @dataclass
 class EvaluationReport:
+    """A model's results on labelled images: what ``imgcls evaluate`` and the window show."""
+
     class_names: list
     confusion_matrix: np.ndarray  # rows: true class, columns: predicted class
     paths: list  # evaluated files, in the order of y_true / probabilities
@@ -106,14 +115,14 @@ class EvaluationReport:
     unknown: np.ndarray | None = None  # bool per image: flagged "none of my classes"
 
     @property
-    def ece(self):
+    def ece(self) -> float:
         """Expected calibration error of ``probabilities`` (the confidences shown)."""
         from .calibration import expected_calibration_error
 
         return expected_calibration_error(self.probabilities, self.y_true)
 
     @property
-    def ece_uncalibrated(self):
+    def ece_uncalibrated(self) -> float | None:
         """ECE of the model's own softmax, or None when the model is not calibrated."""
         from .calibration import expected_calibration_error
 
@@ -122,14 +131,21 @@ class EvaluationReport:
         return expected_calibration_error(self.raw_probabilities, self.y_true)
 
     @property
-    def y_pred(self):
+    def y_pred(self) -> np.ndarray:
+        """The predicted class index of each image."""
         return self.probabilities.argmax(axis=1)
 
     @property
-    def accuracy(self):
+    def accuracy(self) -> float:
+        """Share of images predicted right (0.0 for none)."""
         return float((self.y_pred == self.y_true).mean()) if len(self.y_true) else 0.0
 
-    def per_class(self):
+    def per_class(self) -> dict[str, dict[str, Any]]:
+        """Precision, recall, F1 and support of each class.
+
+        Returns:
+            ``{class name: {"precision", "recall", "f1", "support"}}``.
+        """
         matrix = self.confusion_matrix
         result = {}
         for i, name in enumerate(self.class_names):
@@ -143,8 +159,12 @@ class EvaluationReport:
                             "f1": float(f1), "support": int(support)}
         return result
 
-    def misclassified(self):
-        """Wrong predictions, the most confident mistakes first."""
+    def misclassified(self) -> list[dict[str, Any]]:
+        """Wrong predictions, the most confident mistakes first.
+
+        Returns:
+            ``{"path", "true", "predicted", "confidence"}`` per wrong prediction.
+        """
         predicted = self.y_pred
         rows = []
         for index in np.flatnonzero(predicted != self.y_true):
@@ -157,16 +177,28 @@ class EvaluationReport:
         rows.sort(key=lambda row: -row["confidence"])
         return rows
 
-    def cell_items(self, true_index, predicted_index):
-        """Paths and confidences behind one confusion-matrix cell, most confident first."""
+    def cell_items(self, true_index: int, predicted_index: int) -> list[tuple[str, float]]:
+        """Paths and confidences behind one confusion-matrix cell, most confident first.
+
+        Args:
+            true_index: The cell's row (true class).
+            predicted_index: The cell's column (predicted class).
+
+        Returns:
+            ``[(path, confidence in the predicted class), ...]``.
+        """
         predicted = self.y_pred
         hits = np.flatnonzero((self.y_true == true_index) & (predicted == predicted_index))
         items = [(self.paths[i], float(self.probabilities[i, predicted_index])) for i in hits]
         return sorted(items, key=lambda item: -item[1])
 
-    def to_dict(self):
-        """The ``evaluate --json`` document."""
-        data = {
+    def to_dict(self) -> dict[str, Any]:
+        """The ``evaluate --json`` document.
+
+        Returns:
+            A JSON-ready dict.
+        """
+        data: dict[str, Any] = {
             "accuracy": round(self.accuracy, 6),
             "class_names": list(self.class_names),
             "confusion_matrix": self.confusion_matrix.tolist(),
@@ -179,8 +211,9 @@ class EvaluationReport:
             "errors": [{"path": path, "reason": reason} for path, reason in self.errors],
         }
         data["ece"] = round(self.ece, 6)
-        if self.raw_probabilities is not None:
-            data["ece_uncalibrated"] = round(self.ece_uncalibrated, 6)
+        ece_uncalibrated = self.ece_uncalibrated
+        if ece_uncalibrated is not None:  # exactly when raw_probabilities is not None
+            data["ece_uncalibrated"] = round(ece_uncalibrated, 6)
         if self.calibration is not None:
             data["calibration"] = dict(self.calibration)
         if self.unknown is not None:
@@ -188,11 +221,27 @@ class EvaluationReport:
         return data
 
 
-def evaluate_items(loaded, items, item_class_names, on_progress=None, stop_event=None):
+def evaluate_items(loaded: LoadedModel, items: Sequence[ImageItem], item_class_names: Sequence[str],
+                   on_progress: Callable[[int, int], None] | None = None,
+                   stop_event: threading.Event | None = None) -> EvaluationReport:
     """Evaluate a loaded model on ``items`` labelled by index into ``item_class_names``.
 
     The dataset's classes are matched to the model's by name, so a test folder that lists
     its classes in another order, or lacks some, still evaluates correctly.
+
+    Args:
+        loaded: The model.
+        items: The labelled images.
+        item_class_names: The class names the items' labels index.
+        on_progress: Optional ``callable(done, total)`` over the images.
+        stop_event: Optional ``threading.Event`` that stops the predictions (what was
+            predicted before is evaluated).
+
+    Returns:
+        The report; files that failed are in ``errors``.
+
+    Raises:
+        DatasetError: The items have classes the model does not know.
     """
     model_index = {name: i for i, name in enumerate(loaded.class_names)}
     unknown = sorted({item_class_names[item.label] for item in items} - set(model_index))
@@ -205,7 +254,7 @@ def evaluate_items(loaded, items, item_class_names, on_progress=None, stop_event
     results = predictor.predict_paths([item.path for item in items], top_k=1,
                                       on_progress=on_progress, stop_event=stop_event)
     label_of = {str(item.path): model_index[item_class_names[item.label]] for item in items}
-    paths, labels, rows, raw_rows, unknown, errors = [], [], [], [], [], []
+    paths, labels, rows, raw_rows, flagged, errors = [], [], [], [], [], []
     for result in results:
         if not result.ok:
             errors.append((result.path, result.error))
@@ -214,7 +263,7 @@ def evaluate_items(loaded, items, item_class_names, on_progress=None, stop_event
         labels.append(label_of[result.path])
         rows.append(result.probabilities)
         raw_rows.append(result.raw_probabilities)
-        unknown.append(result.unknown)
+        flagged.append(result.unknown)
     num_classes = len(loaded.class_names)
     y_true = np.asarray(labels, dtype=np.int64)
     probabilities = np.asarray(rows, dtype=np.float32).reshape(-1, num_classes)
@@ -226,7 +275,7 @@ def evaluate_items(loaded, items, item_class_names, on_progress=None, stop_event
                             paths=paths, y_true=y_true, probabilities=probabilities, errors=errors,
                             raw_probabilities=raw,
                             calibration=_stored_calibration(loaded),
-                            unknown=np.asarray(unknown, dtype=bool))
+                            unknown=np.asarray(flagged, dtype=bool))
 
 
 def _stored_calibration(loaded):
@@ -234,7 +283,9 @@ def _stored_calibration(loaded):
     return dict(calibration) if isinstance(calibration, dict) else None
 
 
-def evaluate_folder(loaded, folder, *, on_progress=None, stop_event=None) -> EvaluationReport:
+def evaluate_folder(loaded: LoadedModel, folder: str | os.PathLike | DatasetScan, *,
+                    on_progress: Callable[[int, int], None] | None = None,
+                    stop_event: threading.Event | None = None) -> EvaluationReport:
     """Evaluate on a dataset folder, on the images :func:`evaluation_items` chooses.
 
     Args:
@@ -248,9 +299,10 @@ def evaluate_folder(loaded, folder, *, on_progress=None, stop_event=None) -> Eva
         problem files are in ``errors``.
 
     Raises:
-        DatasetError: nothing to evaluate on (the reason says why).
+        DatasetError: Nothing to evaluate on (the reason says why).
     """
-    scan = folder if hasattr(folder, "splits") else scan_dataset(folder)
+    scan = (cast(DatasetScan, folder) if hasattr(folder, "splits")  # a scan, or anything shaped like one
+            else scan_dataset(folder))
     items, split, reason = evaluation_items(scan, loaded.metadata)
     if not items:
         raise DatasetError(reason)

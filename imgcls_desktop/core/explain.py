@@ -18,10 +18,13 @@ Everything here runs the model eagerly on one image: a heat map costs one forwar
 backward pass over the image's views.
 """
 
+from __future__ import annotations
+
+import os
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -29,6 +32,10 @@ from PIL import Image
 from .backend import keras_module, tensorflow_module
 from .errors import ImgclsError
 from .images import load_image, open_image
+
+if TYPE_CHECKING:
+    from .inference import Predictor
+    from .model_io import LoadedModel
 
 
 @dataclass
@@ -44,11 +51,12 @@ class Explanation:
     views: int = 1  # the test-time augmentation views the map sums over
 
     @property
-    def predicted_index(self):
+    def predicted_index(self) -> int:
+        """The class the shown probabilities answer with."""
         return int(np.argmax(self.probabilities))
 
     @property
-    def note(self):
+    def note(self) -> str | None:
         """Why the explained class is not the answer shown, or None when it is."""
         if self.class_index == self.predicted_index:
             return None
@@ -236,7 +244,8 @@ def _predictor(loaded):
     return predictor
 
 
-def explain(loaded, image, class_index=None, predictor=None):
+def explain(loaded: LoadedModel, image: str | Path | np.ndarray, class_index: int | None = None,
+            predictor: Predictor | None = None) -> Explanation:
     """Grad-CAM of one image, with the answer it explains.
 
     Args:
@@ -249,6 +258,11 @@ def explain(loaded, image, class_index=None, predictor=None):
 
     Returns:
         An :class:`Explanation`.
+
+    Raises:
+        ImgclsError: The image is not RGB, the class index is out of range, the image could
+            not be classified, or the model's feature extractor is not supported.
+        ImageError: The image file cannot be read.
     """
     from .tta import mode_of, tta_logits, view_transforms
 
@@ -317,12 +331,20 @@ def _back_onto_image(heat, shift, mirrored):
     return heat
 
 
-def grad_cam(loaded, image, class_index=None):
+def grad_cam(loaded: LoadedModel, image: str | Path | np.ndarray, class_index: int | None = None) -> np.ndarray:
     """The Grad-CAM heat map of ``image`` for ``class_index`` (default: the predicted class).
+
+    Args:
+        loaded: As :func:`explain`.
+        image: A path, or a uint8 RGB array.
+        class_index: The class to explain; None explains the class the app answers with.
 
     Returns:
         A float32 array ``(height, width)`` in ``[0, 1]`` at the model's input size; all
         zeros when no position speaks for the class.
+
+    Raises:
+        ImgclsError, ImageError: As :func:`explain`.
     """
     return explain(loaded, image, class_index).heat
 
@@ -443,7 +465,7 @@ def _resize_heat(heat, size):
     return np.clip(resized, 0.0, 1.0)
 
 
-def overlay(image_uint8, heat, alpha=0.45, colormap="jet"):
+def overlay(image_uint8: np.ndarray, heat: np.ndarray, alpha: float = 0.45, colormap: str = "jet") -> np.ndarray:
     """Blend a heat map, coloured with a matplotlib colormap, over an image.
 
     Args:
@@ -454,6 +476,9 @@ def overlay(image_uint8, heat, alpha=0.45, colormap="jet"):
 
     Returns:
         ``(height, width, 3)`` uint8 RGB.
+
+    Raises:
+        ImgclsError: The image is not ``(height, width, 3)``.
     """
     from matplotlib import colormaps
 
@@ -466,8 +491,22 @@ def overlay(image_uint8, heat, alpha=0.45, colormap="jet"):
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-def overlay_for_display(path, heat, alpha=0.45, min_side=256):
-    """The heat overlaid on the original image file, enlarged if it is small (for viewing)."""
+def overlay_for_display(path: str | os.PathLike, heat: np.ndarray, alpha: float = 0.45,
+                        min_side: int = 256) -> np.ndarray:
+    """The heat overlaid on the original image file, enlarged if it is small (for viewing).
+
+    Args:
+        path: The image file.
+        heat: ``(h, w)`` floats in ``[0, 1]``.
+        alpha: Weight of the heat colours.
+        min_side: The image is enlarged by a whole factor until its longer side reaches this.
+
+    Returns:
+        ``(height, width, 3)`` uint8 RGB.
+
+    Raises:
+        ImageError: The file cannot be read as an image.
+    """
     image = open_image(path)
     scale = max(1, int(np.ceil(min_side / max(1, max(image.size)))))
     if scale > 1:

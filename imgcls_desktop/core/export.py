@@ -12,11 +12,16 @@ Each export is checked by :func:`verify_export`, which loads it in its own runti
 compares it with the ``.keras`` model.
 """
 
+from __future__ import annotations
+
 import json
+import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,14 +32,25 @@ from .names import display_name
 from .output_files import write_atomic
 from .tta import mode_of as tta_mode_of, tta_logits
 
+if TYPE_CHECKING:
+    from .model_io import LoadedModel
+
 FORMATS = ("saved_model", "tflite", "onnx")
 ONNX_INSTALL_HINT = "pip install tf2onnx onnxruntime"
 # Probabilities of an export may differ from Keras' by float rounding, not more.
 TOLERANCE = 1e-4
 
 
-def sidecar_paths(out_path, format):
-    """Where ``(labels.txt, json)`` go for an export at ``out_path``."""
+def sidecar_paths(out_path: str | os.PathLike, format: str) -> tuple[Path, Path]:
+    """Where ``(labels.txt, json)`` go for an export at ``out_path``.
+
+    Args:
+        out_path: The export's folder (SavedModel) or file.
+        format: One of :data:`FORMATS`.
+
+    Returns:
+        ``(labels path, JSON path)``.
+    """
     out_path = Path(out_path)
     if format == "saved_model":
         return out_path / "labels.txt", out_path / "imgcls_export.json"
@@ -42,13 +58,19 @@ def sidecar_paths(out_path, format):
             out_path.with_name(out_path.stem + ".imgcls.json"))
 
 
-def export_graph(loaded):
+def export_graph(loaded: LoadedModel) -> tuple[Any, bool]:
     """The Keras model to export: the model itself, or one with its answer rule built in.
 
     The temperature becomes a ``Rescaling(1 / T)`` layer between ``logits`` and a new
     softmax; a model answering with test-time augmentation gets the mean logits of its
     views (:mod:`core.tta`). Plain Keras layers and ops, so the export needs no custom
     code and gives what the app's Predictor gives.
+
+    Args:
+        loaded: The model and its metadata.
+
+    Returns:
+        ``(Keras model, calibrated)``: ``calibrated`` is True when the temperature is built in.
     """
     temperature = temperature_of(loaded.metadata)
     model = loaded.model
@@ -73,21 +95,21 @@ def export_graph(loaded):
     return keras.Model(inputs, probabilities, name=f"{model.name}_export"), temperature is not None
 
 
-def export_model(loaded, out_path, format):
+def export_model(loaded: LoadedModel, out_path: str | os.PathLike, format: str) -> dict[str, Any]:
     """Export ``loaded`` (a :class:`model_io.LoadedModel`) to ``out_path`` in ``format``.
 
     Args:
-        loaded: the model and its class names.
-        out_path: a folder for "saved_model" (created; must not exist or be empty), a
+        loaded: The model and its class names.
+        out_path: A folder for "saved_model" (created; must not exist or be empty), a
             file for "tflite" and "onnx".
-        format: one of :data:`FORMATS`.
+        format: One of :data:`FORMATS`.
 
     Returns:
         A dict: ``format``, ``path``, ``bytes`` (the export's size), ``calibrated``,
         ``files`` (the export and its sidecars).
 
     Raises:
-        ExportError: unknown format, a missing converter, or a failed conversion.
+        ExportError: Unknown format, a missing converter, or a failed conversion.
     """
     if format not in FORMATS:
         raise ExportError(f"Unknown export format {format!r}. Choose one of: {', '.join(FORMATS)}.")
@@ -280,14 +302,15 @@ def _runtime_name(format):
     return f"onnxruntime {onnxruntime.__version__}"
 
 
-def verify_export(loaded, export_path, format, sample_images):
+def verify_export(loaded: LoadedModel, export_path: str | os.PathLike, format: str,
+                  sample_images: np.ndarray | Sequence[np.ndarray]) -> dict[str, Any]:
     """Load an export in its own runtime and compare it with the ``.keras`` model.
 
     Args:
-        loaded: the model that was exported.
-        export_path: what :func:`export_model` wrote.
-        format: its format.
-        sample_images: raw pixels ``(n, h, w, 3)`` at the model's input size.
+        loaded: The model that was exported.
+        export_path: What :func:`export_model` wrote.
+        format: Its format.
+        sample_images: Raw pixels ``(n, h, w, 3)`` at the model's input size.
 
     Returns:
         A dict: ``verified`` (False only when the runtime is not installed, with
@@ -295,6 +318,9 @@ def verify_export(loaded, export_path, format, sample_images):
         the same top class), ``max_abs_difference`` (largest probability difference) and
         ``ok`` (every top-1 agrees except true ties, and the difference is within
         :data:`TOLERANCE`).
+
+    Raises:
+        ExportError: Unknown format, the export could not be run, or it gave another shape.
     """
     from .inference import Predictor
 
@@ -332,23 +358,36 @@ def verify_export(loaded, export_path, format, sample_images):
     }
 
 
-def random_sample_images(image_size, count=8, seed=0):
-    """Uniform-noise raw pixels to compare an export with its model on."""
+def random_sample_images(image_size: Sequence[int], count: int = 8, seed: int = 0) -> np.ndarray:
+    """Uniform-noise raw pixels to compare an export with its model on.
+
+    Args:
+        image_size: ``(height, width)``.
+        count: Images to make.
+        seed: The random generator's seed.
+
+    Returns:
+        ``(count, height, width, 3)`` float32 pixels in 0-255.
+    """
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(count, *image_size, 3)).astype(np.float32)
 
 
-def export_and_verify(loaded, out_path, format, sample_images=None):
+def export_and_verify(loaded: LoadedModel, out_path: str | os.PathLike, format: str,
+                      sample_images: np.ndarray | Sequence[np.ndarray] | None = None) -> dict[str, Any]:
     """Export, then check the export in its own runtime (the CLI's and the window's action).
 
     Args:
-        sample_images: images to compare on; random pixels when None.
+        loaded: The model to export.
+        out_path: As :func:`export_model`.
+        format: One of :data:`FORMATS`.
+        sample_images: Images to compare on; random pixels when None.
 
     Returns:
         :func:`export_model`'s dict with ``verification`` (:func:`verify_export`'s dict).
 
     Raises:
-        ExportError: the export failed, or it disagrees with the model (then the export
+        ExportError: The export failed, or it disagrees with the model (then the export
             is removed, so no wrong file is left behind).
     """
     if sample_images is None:

@@ -11,6 +11,8 @@ listed (and reported), never fatal. Nothing here imports TensorFlow unless a run
 evaluated.
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import math
@@ -18,15 +20,22 @@ import os
 import re
 import secrets
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import __version__
 from ..resources import user_data_dir
 from .errors import HistoryError, ImgclsError, RunFileError, UnknownRunError
 from .output_files import write_json_atomic
 from .paths import relative_posix
+
+if TYPE_CHECKING:
+    from .dataset import DatasetScan
+    from .evaluation import EvaluationReport
+    from .training import TrainingResult
 
 log = logging.getLogger("imgcls")
 
@@ -35,8 +44,15 @@ RUN_ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}$")
 _REQUIRED_KEYS = ("id", "finished", "dataset", "class_names", "preset", "config", "history")
 
 
-def runs_dir(create=True):
-    """``<user data>/runs``; created on first use unless ``create`` is False."""
+def runs_dir(create: bool = True) -> Path:
+    """``<user data>/runs``; created on first use unless ``create`` is False.
+
+    Args:
+        create: Make the folder when it does not exist.
+
+    Returns:
+        The folder's path.
+    """
     folder = user_data_dir() / "runs"
     if create:
         folder.mkdir(parents=True, exist_ok=True)
@@ -62,10 +78,16 @@ class RunSummary:
     file: str
 
     @property
-    def dataset_name(self):
+    def dataset_name(self) -> str:
+        """The dataset folder's name (its path when it has none)."""
         return Path(self.dataset_root).name or self.dataset_root
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form (``imgcls runs --json``).
+
+        Returns:
+            A dict of plain Python values.
+        """
         return {
             "id": self.id, "started": self.started, "finished": self.finished,
             "dataset": self.dataset_root, "fingerprint": self.dataset_fingerprint,
@@ -105,22 +127,43 @@ class Run:
     extra: dict = field(default_factory=dict)  # keys from a newer format, kept on rewrite
 
     @property
-    def eval_accuracy(self):
+    def eval_accuracy(self) -> float | None:
+        """The accuracy on the held-out images, or None without an evaluation."""
         return (self.evaluation or {}).get("accuracy")
 
     @property
-    def dataset_root(self):
+    def dataset_root(self) -> str:
+        """The dataset folder the run was trained on ("" when not recorded)."""
         return self.dataset.get("root", "")
 
-    def image_path(self, relative):
-        """The absolute path of an evaluated image (it may have moved since)."""
+    def image_path(self, relative: str) -> str:
+        """The absolute path of an evaluated image (it may have moved since).
+
+        Args:
+            relative: The image's path relative to the dataset root, as recorded.
+
+        Returns:
+            The absolute path.
+        """
         return str(Path(self.dataset_root) / relative)
 
-    def image_results(self):
-        """``{relative path: {true, predicted, confidence}}`` of the evaluated images."""
+    def image_results(self) -> dict[str, dict[str, Any]]:
+        """``{relative path: {true, predicted, confidence}}`` of the evaluated images.
+
+        Returns:
+            The rows of ``evaluation["images"]`` by path (empty without an evaluation).
+        """
         return {row["path"]: row for row in (self.evaluation or {}).get("images", [])}
 
-    def summary(self, file=""):
+    def summary(self, file: str | os.PathLike = "") -> RunSummary:
+        """The run's line in the run list.
+
+        Args:
+            file: The run file it was read from.
+
+        Returns:
+            The summary.
+        """
         evaluation = self.evaluation or {}
         return RunSummary(
             id=self.id, started=self.started, finished=self.finished,
@@ -130,7 +173,12 @@ class Run:
             eval_split=evaluation.get("split"), model_path=self.model_path, file=str(file),
         )
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
+        """The run file's content (keys of a newer format kept as read).
+
+        Returns:
+            A JSON-ready dict.
+        """
         data = dict(self.extra)
         data.update({
             "format": FORMAT, "id": self.id, "started": self.started, "finished": self.finished,
@@ -144,8 +192,18 @@ class Run:
         return data
 
     @classmethod
-    def from_dict(cls, data):
-        """Build a run from parsed JSON; raises ValueError naming what is wrong."""
+    def from_dict(cls, data: Any) -> Run:
+        """Build a run from parsed JSON.
+
+        Args:
+            data: What ``json.loads`` gave for a run file (untrusted).
+
+        Returns:
+            The run.
+
+        Raises:
+            ValueError: The data is not a run, naming what is wrong.
+        """
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         missing = [key for key in _REQUIRED_KEYS if key not in data]
@@ -177,9 +235,22 @@ class Run:
 
 # -- recording ---------------------------------------------------------------------------
 
-def evaluate_run(result, scan, on_progress=None, stop_event=None):
-    """Evaluate a freshly trained model on what ``core.evaluation.evaluation_items`` chooses
-    (the rule of ``imgcls evaluate`` and the window); None if nothing is held out."""
+def evaluate_run(result: TrainingResult, scan: DatasetScan,
+                 on_progress: Callable[[int, int], None] | None = None,
+                 stop_event: threading.Event | None = None) -> EvaluationReport | None:
+    """Evaluate a freshly trained model on what ``core.evaluation.evaluation_items`` chooses.
+
+    That is the rule of ``imgcls evaluate`` and the window.
+
+    Args:
+        result: What training returned.
+        scan: The dataset it was trained on.
+        on_progress: Optional ``callable(done, total)`` over the images.
+        stop_event: Optional ``threading.Event`` that stops the predictions.
+
+    Returns:
+        The report, or None if nothing is held out.
+    """
     from .evaluation import evaluate_items, evaluation_items
     from .model_io import from_training
 
@@ -192,19 +263,24 @@ def evaluate_run(result, scan, on_progress=None, stop_event=None):
     return report
 
 
-def record_run(result, scan, model_path=None, report=None, *, evaluate=True):
+def record_run(result: TrainingResult, scan: DatasetScan | None, model_path: str | os.PathLike | None = None,
+               report: EvaluationReport | None = None, *, evaluate: bool = True) -> Run:
     """Write a new run for a finished training and return it.
 
     Args:
-        result: the ``core.training.TrainingResult``.
-        scan: the ``DatasetScan`` it was trained on (its root makes image paths relative).
-        model_path: where the model was saved, or None (see :func:`set_model_path`).
-        report: an ``EvaluationReport`` of this model already made (the window has one);
+        result: The ``core.training.TrainingResult``.
+        scan: The ``DatasetScan`` it was trained on (its root makes image paths relative);
+            None records the dataset from the model's metadata, without an evaluation.
+        model_path: Where the model was saved, or None (see :func:`set_model_path`).
+        report: An ``EvaluationReport`` of this model already made (the window has one);
             when None and ``evaluate`` is true, the model is evaluated here.
         evaluate: False records the run without an evaluation.
 
+    Returns:
+        The recorded run, with its id.
+
     Raises:
-        HistoryError: the run file could not be written.
+        HistoryError: The run file could not be written, or the model's run id is taken.
     """
     if report is None and evaluate and scan is not None:
         report = evaluate_run(result, scan)
@@ -255,18 +331,31 @@ def record_run(result, scan, model_path=None, report=None, *, evaluate=True):
     return run
 
 
-def new_run_id(moment=None):
-    """A fresh run id (``20261122-153012-ab12``): the time, then four random hex digits."""
+def new_run_id(moment: datetime | None = None) -> str:
+    """A fresh run id (``20261122-153012-ab12``): the time, then four random hex digits.
+
+    Args:
+        moment: The time it names (default: now, local time).
+
+    Returns:
+        The id.
+    """
     moment = moment or datetime.now().astimezone()
     return f"{moment.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
-def assign_run_id(result):
+def assign_run_id(result: TrainingResult) -> str:
     """Give a finished training its run id before its model is saved, and return it.
 
     The id goes into ``result.metadata["run_id"]``, so the saved ``.keras`` file carries
     it and :func:`record_run` records the run under the same id. When two runs write one
     file, the file then says which run it holds (see :func:`model_status`).
+
+    Args:
+        result: What training returned; its metadata is changed in place.
+
+    Returns:
+        The run id (the one already there, when valid).
     """
     metadata = result.metadata if result.metadata is not None else {}
     run_id = metadata.get("run_id")
@@ -312,8 +401,21 @@ def _evaluation_record(report, root):
     return record
 
 
-def set_model_path(run_id, path):
-    """Record where a run's model now lives (after Save as, or None when it is gone)."""
+def set_model_path(run_id: str, path: str | os.PathLike | None) -> Run:
+    """Record where a run's model now lives (after Save as, or None when it is gone).
+
+    Args:
+        run_id: The run.
+        path: The model file, or None.
+
+    Returns:
+        The run as rewritten.
+
+    Raises:
+        UnknownRunError: No such run.
+        RunFileError: The run file is damaged.
+        HistoryError: The run file could not be written.
+    """
     file = _run_file(run_id)
     run = _read_run(file)
     run.model_path = os.path.abspath(path) if path else None
@@ -337,15 +439,19 @@ class ModelStatus:
     other_run: str | None = None
 
     @property
-    def usable(self):
+    def usable(self) -> bool:
+        """Whether the file may be opened as the run's model ("ok" or "unverified")."""
         return self.state in ("ok", "unverified")
 
 
-def model_status(run):
+def model_status(run: Run | RunSummary) -> ModelStatus:
     """Check a run's model file against the run (reads one small member; no TensorFlow).
 
     Args:
-        run: a :class:`Run` or :class:`RunSummary`.
+        run: A :class:`Run` or :class:`RunSummary`.
+
+    Returns:
+        The status of its model file.
     """
     from .model_io import read_run_id
     from .names import display_name
@@ -370,22 +476,54 @@ def model_status(run):
     return ModelStatus("ok", path)
 
 
-def run_model_path(run_id):
-    """The model file to open for a run; raises HistoryError when it does not hold that
-    run's model (not saved, missing, overwritten by another run, unreadable)."""
+def run_model_path(run_id: str) -> str:
+    """The model file to open for a run.
+
+    Args:
+        run_id: The run.
+
+    Returns:
+        The model file's path.
+
+    Raises:
+        HistoryError: The file does not hold that run's model (not saved, missing,
+            overwritten by another run, unreadable); :class:`UnknownRunError` for no such run.
+    """
     status = model_status(load_run(run_id))
     if not status.usable:
         raise HistoryError(status.message)
-    return status.path
+    return cast(str, status.path)  # a usable status ("ok", "unverified") always has its path
 
 
-def delete_run(run_id):
-    """Forget a run (its model file, wherever it is, is left alone). Returns the file removed."""
+def delete_run(run_id: str) -> Path:
+    """Forget a run (its model file, wherever it is, is left alone).
+
+    Args:
+        run_id: The run.
+
+    Returns:
+        The run file removed.
+
+    Raises:
+        UnknownRunError: No such run.
+        HistoryError: The file could not be deleted.
+    """
     return delete_run_file(_run_file(run_id))
 
 
-def delete_run_file(file):
-    """Remove one run file of the runs folder, readable or damaged. Returns the file removed."""
+def delete_run_file(file: str | os.PathLike) -> Path:
+    """Remove one run file of the runs folder, readable or damaged.
+
+    Args:
+        file: The run file.
+
+    Returns:
+        The file removed.
+
+    Raises:
+        UnknownRunError: The file does not exist.
+        HistoryError: The file could not be deleted.
+    """
     file = Path(file)
     try:
         file.unlink()
@@ -398,13 +536,19 @@ def delete_run_file(file):
     return file
 
 
-def resolve_run_file(text):
+def resolve_run_file(text: str) -> Path:
     """The file ``runs delete`` removes for what the user typed; damaged run files included.
 
     A damaged file is listed by name, never as a run, so it is matched by file name here:
     its name as the warning about it shows it (with or without ``.json``), a prefix of it
     unique among all the run files (readable or not), or its path. ``latest`` and
     ``previous`` mean readable runs, as in :func:`resolve_run_id`.
+
+    Args:
+        text: What the user typed.
+
+    Returns:
+        The run file.
 
     Raises:
         UnknownRunError: Nothing, or more than one file, matches; or the path given is not
@@ -443,7 +587,7 @@ _summary_cache: dict[str, tuple] = {}  # file -> ((mtime_ns, size), RunSummary):
 _cache_lock = threading.Lock()
 
 
-def scan_runs():
+def scan_runs() -> tuple[list[RunSummary], list[tuple[str, str]]]:
     """All readable runs, newest first, and the files that could not be read.
 
     Returns:
@@ -497,27 +641,49 @@ def _recency(summary):
     return moment, summary.id
 
 
-def list_runs():
-    """Readable runs, newest first; damaged files are logged and skipped."""
+def list_runs() -> list[RunSummary]:
+    """Readable runs, newest first; damaged files are logged and skipped.
+
+    Returns:
+        The summaries, newest first.
+    """
     summaries, problems = scan_runs()
     for file, reason in problems:
         log.warning("Skipped run file %s: %s", file, reason)
     return summaries
 
 
-def load_run(run_id):
-    """The full :class:`Run` for an id (see :func:`resolve_run_id` for short forms)."""
+def load_run(run_id: str) -> Run:
+    """The full :class:`Run` for an id (see :func:`resolve_run_id` for short forms).
+
+    Args:
+        run_id: A full run id.
+
+    Returns:
+        The run.
+
+    Raises:
+        UnknownRunError: Not a run id, or no such run.
+        RunFileError: The run file is damaged.
+    """
     return _read_run(_run_file(run_id))
 
 
-def resolve_run_id(text, summaries=None):
+def resolve_run_id(text: str, summaries: Sequence[RunSummary] | None = None) -> str:
     """Turn what a user typed into a run id.
 
     Accepts a full id, a unique prefix of one (``20261122-1530``), ``latest`` and
     ``previous`` (the newest run and the one before it).
 
+    Args:
+        text: What the user typed.
+        summaries: The runs to match against, newest first (default: :func:`scan_runs`).
+
+    Returns:
+        The run id.
+
     Raises:
-        UnknownRunError: nothing, or more than one run, matches.
+        UnknownRunError: Nothing, or more than one run, matches.
     """
     text = str(text).strip()
     if summaries is None:
@@ -587,11 +753,12 @@ def _remove_quietly(path):
 
 # -- comparing ---------------------------------------------------------------------------
 
-def compare_runs(a, b):
+def compare_runs(a: str | Run, b: str | Run) -> dict[str, Any]:
     """What changed from run ``a`` (the baseline) to run ``b``.
 
     Args:
-        a, b: run ids or :class:`Run` objects.
+        a: The baseline: a run id or a :class:`Run`.
+        b: The run compared with it: a run id or a :class:`Run`.
 
     Returns:
         A dict: ``a``, ``b`` (ids); ``same_dataset`` (equal fingerprints); ``note`` (why
@@ -600,6 +767,10 @@ def compare_runs(a, b):
         evaluated in both runs with the same true class); ``flipped_to_wrong`` (right in
         ``a``, wrong in ``b``) and ``flipped_to_right``, each a list of ``{path, true,
         a_predicted, a_confidence, b_predicted, b_confidence}`` sorted by path.
+
+    Raises:
+        UnknownRunError: No such run.
+        RunFileError: A run file is damaged.
     """
     run_a = a if isinstance(a, Run) else load_run(a)
     run_b = b if isinstance(b, Run) else load_run(b)
@@ -666,8 +837,15 @@ _METRICS = {
 }
 
 
-def run_metrics(run):
-    """The numbers :func:`compare_runs` compares, for one run (None where unknown)."""
+def run_metrics(run: Run) -> dict[str, Any]:
+    """The numbers :func:`compare_runs` compares, for one run (None where unknown).
+
+    Args:
+        run: The run.
+
+    Returns:
+        ``{metric name: number or None}``.
+    """
     return {name: value(run) for name, value in _METRICS.items()}
 
 

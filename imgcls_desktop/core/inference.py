@@ -4,8 +4,13 @@
 image goes through a traced ``tf.function`` instead; folders go in batches.
 """
 
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -13,6 +18,9 @@ from .backend import tensorflow_module
 from .dataset import collect_image_files
 from .errors import Cancelled, ImageError
 from .tta import mode_of as tta_mode_of, tta_logits
+
+if TYPE_CHECKING:
+    from .model_io import LoadedModel
 
 UNKNOWN_TEXT = "none of my classes"
 LOW_CONFIDENCE = "low confidence"
@@ -46,12 +54,13 @@ class Prediction:
     unknown_reason: str | None = None
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
+        """Whether the image was classified (``error`` is None)."""
         return self.error is None
 
     @property
-    def verdict(self):
-        """What to tell the user: the label, or "none of my classes (why)"."""
+    def verdict(self) -> str | None:
+        """What to tell the user: the label, or "none of my classes (why)"; None on error."""
         if self.error is not None:
             return None
         if self.unknown:
@@ -60,10 +69,15 @@ class Prediction:
             return f"{UNKNOWN_TEXT} ({self.confidence:.0%} sure)"
         return self.label
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form (``imgcls predict --json``): only ``path`` and ``error`` on error.
+
+        Returns:
+            A dict of plain Python values.
+        """
         if self.error is not None:
             return {"path": self.path, "error": self.error}
-        data = {
+        data: dict[str, Any] = {
             "path": self.path,
             "label": self.label,
             "confidence": round(float(cast(float, self.confidence)), 6),  # set when error is None
@@ -90,7 +104,7 @@ class Predictor:
     unchanged and never answers "none of my classes".
     """
 
-    def __init__(self, loaded, batch_size=64):
+    def __init__(self, loaded: LoadedModel, batch_size: int = 64) -> None:
         from .backend import keras_module
         from .calibration import single_input, temperature_of, unknown_threshold_of
         from .ood import detector_of
@@ -152,20 +166,28 @@ class Predictor:
         self._warm = False
 
     @property
-    def calibrated(self):
+    def calibrated(self) -> bool:
+        """Whether the probabilities are temperature-scaled."""
         return self.temperature is not None
 
-    def warm_up(self):
+    def warm_up(self) -> None:
         """Trace and run once, so the first real image does not pay for it."""
         if not self._warm:
             self.probabilities(np.zeros((1, *self.image_size, 3), dtype=np.uint8))
             self._warm = True
 
-    def outputs(self, images):
+    def outputs(self, images: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """``(calibrated, raw, ood_scores)`` of a raw-pixel batch ``(n, h, w, 3)``.
 
         Without a calibration the first two are the model's own outputs; ``ood_scores`` is
         None when the model has no detector.
+
+        Args:
+            images: Raw pixels, ``(n, h, w, 3)`` at the model's image size.
+
+        Returns:
+            ``(n, classes)`` calibrated and raw probabilities, and ``(n,)`` detector
+            scores or None.
         """
         from .calibration import softmax
 
@@ -190,31 +212,75 @@ class Predictor:
         return (np.concatenate(calibrated), np.concatenate(raw),
                 np.concatenate(scores) if self.detector is not None else None)
 
-    def both_probabilities(self, images):
+    def both_probabilities(self, images: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """``(calibrated, raw)`` probabilities of a raw-pixel batch ``(n, h, w, 3)``.
 
         Without a calibration both are the model's own outputs.
+
+        Args:
+            images: Raw pixels, ``(n, h, w, 3)``.
+
+        Returns:
+            Two ``(n, classes)`` arrays.
         """
         calibrated, raw, _scores = self.outputs(images)
         return calibrated, raw
 
-    def probabilities(self, images):
-        """Class probabilities (calibrated if the model is) for raw pixels ``(n, h, w, 3)``."""
+    def probabilities(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities (calibrated if the model is) for raw pixels ``(n, h, w, 3)``.
+
+        Args:
+            images: Raw pixels, ``(n, h, w, 3)``.
+
+        Returns:
+            ``(n, classes)`` probabilities.
+        """
         return self.both_probabilities(images)[0]
 
-    def raw_probabilities(self, images):
-        """The model's own softmax outputs, without temperature scaling."""
+    def raw_probabilities(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """The model's own softmax outputs, without temperature scaling.
+
+        Args:
+            images: Raw pixels, ``(n, h, w, 3)``.
+
+        Returns:
+            ``(n, classes)`` probabilities.
+        """
         return self.both_probabilities(images)[1]
 
-    def predict_images(self, images, paths=None, top_k=3):
-        """:class:`Prediction` of each raw-pixel image, as :meth:`predict_paths` gives it."""
+    def predict_images(self, images: np.ndarray | Sequence[np.ndarray], paths: Sequence[Any] | None = None,
+                       top_k: int = 3) -> list[Prediction]:
+        """:class:`Prediction` of each raw-pixel image, as :meth:`predict_paths` gives it.
+
+        Args:
+            images: Raw pixels, ``(n, h, w, 3)``.
+            paths: What to call each image in its result (default ``"image <i>"``).
+            top_k: Classes listed in each result's ``top_k``.
+
+        Returns:
+            One prediction per image, in order.
+        """
         calibrated, raw, scores = self.outputs(images)
         paths = paths if paths is not None else [f"image {i}" for i in range(len(calibrated))]
         return [self._result(str(path), row, top_k, raw_row, None if scores is None else scores[i])
                 for i, (path, row, raw_row) in enumerate(zip(paths, calibrated, raw))]
 
-    def predict_paths(self, inputs, top_k=3, on_progress=None, stop_event=None):
-        """Classify files and folders; every input gets a result or its own error."""
+    def predict_paths(self, inputs: Iterable[str | os.PathLike], top_k: int = 3,
+                      on_progress: Callable[[int, int], None] | None = None,
+                      stop_event: threading.Event | None = None) -> list[Prediction]:
+        """Classify files and folders; every input gets a result or its own error.
+
+        Args:
+            inputs: Image files and folders (searched for images).
+            top_k: Classes listed in each result's ``top_k``.
+            on_progress: Optional ``callable(done, total)`` over the files.
+            stop_event: Optional ``threading.Event``; when set, the files classified so far
+                are returned.
+
+        Returns:
+            One prediction per image file found, in order (an error for a file that could
+            not be read).
+        """
         paths = collect_image_files(inputs)
         results: list[Prediction | None] = [None] * len(paths)
         pending_index: list[int] = []

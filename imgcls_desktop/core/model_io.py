@@ -6,6 +6,8 @@ Keras' own modules and an allowlist of layers); then Keras loads it in safe mode
 signature is checked against the class list.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re
@@ -15,11 +17,14 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backend import keras_module
 from .errors import ModelFileError
 from .output_files import fsync_folder, is_locked, locks_supported, output_lock, remove_abandoned_lock
+
+if TYPE_CHECKING:
+    from .training import TrainingResult
 
 METADATA_MEMBER = "imgcls_metadata.json"
 _KERAS_MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
@@ -68,6 +73,8 @@ RandomFlip RandomRotation RandomZoom RandomTranslation RandomContrast RandomBrig
 
 @dataclass
 class LoadedModel:
+    """A model ready to predict: the Keras model, its classes, input size and metadata."""
+
     model: Any  # a keras.Model
     path: Path | None  # None: trained in this process and not saved yet
     class_names: list
@@ -76,11 +83,18 @@ class LoadedModel:
     warnings: list = field(default_factory=list)
 
     @property
-    def preset(self):
+    def preset(self) -> str:
+        """The preset the model was trained with (``"unknown"`` when not recorded)."""
         return self.metadata.get("preset", "unknown")
 
-    def summary(self):
-        """What the window's model summary and ``imgcls`` show about a model."""
+    def summary(self) -> dict[str, Any]:
+        """What the window's model summary and ``imgcls`` show about a model.
+
+        Returns:
+            ``path``, ``preset``, ``image_size``, ``class_names``, ``parameters``,
+            ``epochs_run``, ``best_val_accuracy``, ``history``, ``forward_mflops`` and
+            ``test_time_augmentation``.
+        """
         training = self.metadata.get("training", {})
         return {
             "path": str(self.path),
@@ -98,7 +112,7 @@ class LoadedModel:
 
 # -- saving -----------------------------------------------------------------------------
 
-def save_model(model, path, metadata):
+def save_model(model: Any, path: str | os.PathLike, metadata: dict[str, Any]) -> Path:
     """Write ``model`` with ``metadata`` to ``path`` atomically.
 
     The file is written beside the target under a temporary name, flushed to disk,
@@ -107,6 +121,19 @@ def save_model(model, path, metadata):
     (:func:`output_files.output_lock`) for the save, so another process saving to the same
     file is refused with a clear message. Temp files that an earlier, killed save left in
     the folder are removed first (see :func:`remove_stale_temp_files`).
+
+    Args:
+        model: The Keras model.
+        path: The ``.keras`` file to write.
+        metadata: Stored as ``imgcls_metadata.json`` in the file (NumPy scalars and paths
+            are converted).
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        ModelFileError: A wrong suffix, a missing folder, a save in progress elsewhere, or
+            the write failed (the previous file is unchanged).
     """
     path = Path(path)
     if path.suffix.lower() != ".keras":
@@ -174,7 +201,7 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def remove_stale_temp_files(folder, older_than=0.0):
+def remove_stale_temp_files(folder: str | os.PathLike, older_than: float = 0.0) -> list[Path]:
     """Delete temp files a killed save left behind (they never replace a real model).
 
     Only regular files named as :func:`save_model` names its temp files are candidates,
@@ -221,12 +248,20 @@ def remove_stale_temp_files(folder, older_than=0.0):
     return removed
 
 
-def read_run_id(path):
+def read_run_id(path: str | os.PathLike) -> str | None:
     """The run id a model file carries in its metadata (None if it has none).
 
     Reads one small JSON member, without the full gate and without TensorFlow: the run
-    history asks this of every model it lists. Raises ModelFileError for a file that is
-    not a readable ``.keras`` zip.
+    history asks this of every model it lists.
+
+    Args:
+        path: A ``.keras`` file.
+
+    Returns:
+        The run id, or None.
+
+    Raises:
+        ModelFileError: The file is not a readable ``.keras`` zip.
     """
     path = Path(path)
     try:
@@ -248,10 +283,20 @@ def read_run_id(path):
 
 # -- the gate ---------------------------------------------------------------------------
 
-def check_model_file(path):
-    """Refuse anything that is not a plain, safe ``.keras`` zip. Returns (config, metadata).
+def check_model_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Refuse anything that is not a plain, safe ``.keras`` zip.
 
     Nothing here runs code from the file: it reads the zip directory and two JSON members.
+
+    Args:
+        path: A ``.keras`` file.
+
+    Returns:
+        ``(config, metadata)``: the Keras config and our metadata (``{}`` without it).
+
+    Raises:
+        ModelFileError: The file is missing, not a ``.keras`` zip, damaged, or carries
+            anything the gate refuses (the message says what).
     """
     path = Path(path)
     if path.is_dir():
@@ -409,8 +454,19 @@ def _walk_dicts(value):
 
 # -- loading ----------------------------------------------------------------------------
 
-def load_model(path):
-    """Load a ``.keras`` file through the gate, in safe mode, and check its signature."""
+def load_model(path: str | os.PathLike) -> LoadedModel:
+    """Load a ``.keras`` file through the gate, in safe mode, and check its signature.
+
+    Args:
+        path: A ``.keras`` file.
+
+    Returns:
+        The loaded model; ``warnings`` says what to be careful about.
+
+    Raises:
+        ModelFileError: The gate refused the file, Keras could not load it, or its
+            signature is not one image input and one class output.
+    """
     path = Path(path)
     _config, metadata = check_model_file(path)
     keras = keras_module()
@@ -502,8 +558,16 @@ def _checked(model, path, metadata):
                        warnings=warnings)
 
 
-def from_training(result, path=None):
-    """A :class:`LoadedModel` view of a freshly trained model (no file round trip)."""
+def from_training(result: TrainingResult, path: str | os.PathLike | None = None) -> LoadedModel:
+    """A :class:`LoadedModel` view of a freshly trained model (no file round trip).
+
+    Args:
+        result: What training returned.
+        path: Where the model was saved, if it was.
+
+    Returns:
+        The loaded-model view (sharing the Keras model).
+    """
     model = result.model
     shape = tuple(model.inputs[0].shape)
     return LoadedModel(model=model, path=Path(path) if path else None,

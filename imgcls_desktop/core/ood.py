@@ -26,8 +26,11 @@ The stored detector is untrusted input like the rest of a model file: anything m
 makes :func:`detector_of` return None, and the Predictor falls back to the threshold.
 """
 
+from __future__ import annotations
+
 import base64
 import math
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +43,15 @@ FOLDS = 5
 
 # -- features -----------------------------------------------------------------------------
 
-def feature_model(model):
-    """A model from the inputs to ``(features, logits)``: the ``logits`` layer's input and
-    output. None when the model has no ``logits`` layer."""
+def feature_model(model: Any) -> Any:
+    """A model from the inputs to ``(features, logits)``: the ``logits`` layer's input and output.
+
+    Args:
+        model: A Keras model.
+
+    Returns:
+        A Keras model with those two outputs, or None when the model has no ``logits`` layer.
+    """
     from .backend import keras_module
     from .calibration import single_input
 
@@ -79,11 +88,25 @@ def _replayed_chain(model):
     return None
 
 
-def compute_features(model, images, batch_size=64, tta=None):
+def compute_features(model: Any, images: Any, batch_size: int = 64,
+                     tta: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(features, logits)`` of raw-pixel ``images``, averaged over the TTA views.
 
     The logits are affine in the features, so the views' mean features give the views'
     mean logits: the same numbers the Predictor answers with.
+
+    Args:
+        model: A Keras model with a ``logits`` layer.
+        images: ``(n, h, w, 3)`` raw pixels: an array, a list of arrays, or an on-disk
+            image set of :mod:`core.image_cache`.
+        batch_size: Images per call of the model.
+        tta: A :mod:`core.tta` mode, or None.
+
+    Returns:
+        ``(n, dims)`` features and ``(n, classes)`` logits, float64.
+
+    Raises:
+        ValueError: The model has no ``logits`` layer.
     """
     from .backend import keras_module, tensorflow_module
     from .tta import tta_logits
@@ -116,28 +139,52 @@ def compute_features(model, images, batch_size=64, tta=None):
 
 # -- the two scores -------------------------------------------------------------------------
 
-def energy(logits):
-    """``-logsumexp(logits)`` per row: higher is less like the training images."""
+def energy(logits: np.ndarray) -> np.ndarray:
+    """``-logsumexp(logits)`` per row: higher is less like the training images.
+
+    Args:
+        logits: ``(n, classes)``.
+
+    Returns:
+        ``(n,)`` energies.
+    """
     logits = np.asarray(logits, dtype=np.float64)
     top = logits.max(axis=1)
     return -(top + np.log(np.exp(logits - top[:, None]).sum(axis=1)))
 
 
-def normalised(features):
-    """Rows scaled to unit length: the detector compares directions, not sizes (measured: a
-    blank image's features point elsewhere but can be as close in plain distance)."""
+def normalised(features: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length.
+
+    The detector compares directions, not sizes (measured: a blank image's features point
+    elsewhere but can be as close in plain distance).
+
+    Args:
+        features: ``(n, dims)``.
+
+    Returns:
+        ``(n, dims)`` float64 rows of length 1 (0 rows stay 0).
+    """
     features = np.asarray(features, dtype=np.float64)
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
-def shrunk_spectrum(centred):
-    """``(eigenvalues, eigenvectors, shrinkage)`` of the Ledoit-Wolf shrunk covariance of
-    centred rows ``(n, dims)``: the top ``min(n, dims)`` eigenpairs, largest first; every
-    other direction has eigenvalue ``shrinkage * trace / dims``.
+def shrunk_spectrum(centred: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The spectrum of the Ledoit-Wolf shrunk covariance of centred rows ``(n, dims)``.
+
+    The top ``min(n, dims)`` eigenpairs, largest first; every other direction has
+    eigenvalue ``shrinkage * trace / dims``.
 
     Computed from the smaller of ``x.T @ x`` and ``x @ x.T``: a 1280-wide backbone with a
     400-image validation split decomposes a 400 x 400 matrix (LAPACK's SVD of the rows
     took 3-7 s here, this 0.3 s).
+
+    Args:
+        centred: ``(n, dims)`` rows, each minus its class mean.
+
+    Returns:
+        ``(eigenvalues, eigenvectors, shrinkage, floor)``: eigenvectors as columns, and
+        ``floor`` the eigenvalue of every other direction.
     """
     x = np.asarray(centred, dtype=np.float64)
     n, dims = x.shape
@@ -176,7 +223,19 @@ class Mahalanobis:
         self.rest_variance = float(rest_variance)  # of every direction outside the basis
 
     @classmethod
-    def fit(cls, features, labels, num_classes, max_components=MAX_COMPONENTS):
+    def fit(cls, features: np.ndarray, labels: np.ndarray, num_classes: int,
+            max_components: int = MAX_COMPONENTS) -> Mahalanobis:
+        """Fit the class means and the shrunk covariance on labelled features.
+
+        Args:
+            features: ``(n, dims)``; scaled to unit length here.
+            labels: ``(n,)`` class indices.
+            num_classes: Classes of the model (those without images get no mean).
+            max_components: Principal directions kept exactly.
+
+        Returns:
+            The fitted statistics.
+        """
         features = normalised(features)
         labels = np.asarray(labels, dtype=np.int64)
         present = [c for c in range(num_classes) if np.any(labels == c)]
@@ -194,8 +253,15 @@ class Mahalanobis:
         rest = ((float(values[k:].sum()) + (dims - len(values)) * outside) / left) if left else floor
         return cls(means, vectors[:, :k], values[:k], max(rest, floor))
 
-    def distances(self, features):
-        """The squared distance of each (unit-length) row to its nearest class mean."""
+    def distances(self, features: np.ndarray) -> np.ndarray:
+        """The squared distance of each (unit-length) row to its nearest class mean.
+
+        Args:
+            features: ``(n, dims)``; scaled to unit length here.
+
+        Returns:
+            ``(n,)`` squared Mahalanobis distances.
+        """
         features = normalised(features)
         best = np.full(len(features), np.inf)
         for mean in self.means:
@@ -231,29 +297,61 @@ class OodDetector:
         self.details = details or {}
 
     @property
-    def num_classes(self):
+    def num_classes(self) -> int:
+        """Classes with a mean."""
         return len(self.mahalanobis.means)
 
     @property
-    def feature_dim(self):
+    def feature_dim(self) -> int:
+        """Width of the features."""
         return self.mahalanobis.means.shape[1]
 
-    def measures(self, features, logits):
-        """``{"mahalanobis": scaled distances, "energy": scaled energies}``."""
+    def measures(self, features: np.ndarray, logits: np.ndarray) -> dict[str, np.ndarray]:
+        """Both measures of each image, each on its validation scale.
+
+        Args:
+            features: ``(n, dims)`` the ``logits`` layer's inputs.
+            logits: ``(n, classes)``.
+
+        Returns:
+            ``{"mahalanobis": scaled distances, "energy": scaled energies}``.
+        """
         raw = {"mahalanobis": np.log(self.mahalanobis.distances(features) + 1e-12), "energy": energy(logits)}
         return {name: (raw[name] - self.scales[name][0]) / self.scales[name][1] for name in raw}
 
-    def scores(self, features, logits):
+    def scores(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """The detector's score of each image (its method's measure).
+
+        Args:
+            features: ``(n, dims)`` the ``logits`` layer's inputs.
+            logits: ``(n, classes)``.
+
+        Returns:
+            ``(n,)`` scores; above ``threshold`` means "none of my classes".
+        """
         measures = self.measures(features, logits)
         if self.method == "combined":
             return np.maximum(measures["mahalanobis"], measures["energy"])
         return measures[self.method]
 
-    def flags(self, features, logits):
+    def flags(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """Which images are "none of my classes".
+
+        Args:
+            features: ``(n, dims)`` the ``logits`` layer's inputs.
+            logits: ``(n, classes)``.
+
+        Returns:
+            ``(n,)`` bools: score above ``threshold``.
+        """
         return self.scores(features, logits) > self.threshold
 
-    def to_dict(self):
-        """The JSON-able form stored as ``metadata["calibration"]["ood"]``."""
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able form stored as ``metadata["calibration"]["ood"]``.
+
+        Returns:
+            The dict; arrays are base64 float32 (see :func:`detector_from_dict`).
+        """
         return {
             "format": FORMAT,
             "method": self.method,
@@ -275,12 +373,23 @@ def _scale(values):
     return centre, max(spread, 1e-6 * max(1.0, abs(centre)), 1e-12)
 
 
-def out_of_fold_distances(features, labels, num_classes, folds=FOLDS, seed=0):
+def out_of_fold_distances(features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int = FOLDS,
+                          seed: int = 0) -> np.ndarray:
     """Each image's Mahalanobis distance under means and covariance fitted without it.
 
     Distances of the images the statistics were fitted on are smaller than those of new
     images; a threshold taken from them would flag far more new in-distribution images
     than intended.
+
+    Args:
+        features: ``(n, dims)``.
+        labels: ``(n,)`` class indices.
+        num_classes: Classes of the model.
+        folds: Folds, each class dealt round-robin over them.
+        seed: Seeds the order the images are dealt in.
+
+    Returns:
+        ``(n,)`` squared distances.
     """
     labels = np.asarray(labels, dtype=np.int64)
     order = np.random.default_rng(seed).permutation(len(labels))
@@ -299,7 +408,8 @@ def out_of_fold_distances(features, labels, num_classes, folds=FOLDS, seed=0):
     return distances
 
 
-def fit_detector(features, logits, labels, num_classes, method=DEFAULT_METHOD, flag_rate=0.05):
+def fit_detector(features: np.ndarray, logits: np.ndarray, labels: np.ndarray, num_classes: int,
+                 method: str = DEFAULT_METHOD, flag_rate: float = 0.05) -> OodDetector:
     """Fit the detector on validation ``features``, ``logits`` and ``labels``.
 
     Args:
@@ -315,7 +425,7 @@ def fit_detector(features, logits, labels, num_classes, method=DEFAULT_METHOD, f
         An :class:`OodDetector`, whose ``details`` record the validation flag rate.
 
     Raises:
-        ValueError: too few images (fewer than two per class) or non-finite inputs.
+        ValueError: Too few images (fewer than two per class) or non-finite inputs.
     """
     features = np.asarray(features, dtype=np.float64)
     logits = np.asarray(logits, dtype=np.float64)
@@ -377,8 +487,18 @@ def _number(value, positive=False):
     return float(value)
 
 
-def detector_from_dict(data):
-    """An :class:`OodDetector` from its stored form. Raises ValueError when malformed."""
+def detector_from_dict(data: Any) -> OodDetector:
+    """An :class:`OodDetector` from its stored form.
+
+    Args:
+        data: What :meth:`OodDetector.to_dict` wrote, read back from a model file (untrusted).
+
+    Returns:
+        The detector.
+
+    Raises:
+        ValueError: The data is malformed (wrong types, shapes, or values).
+    """
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("method") not in METHODS:
         raise ValueError("not an imgcls out-of-distribution detector")
     means = _decode(data.get("means"), 2)
@@ -406,8 +526,18 @@ def detector_from_dict(data):
     return OodDetector(data["method"], mahalanobis, parsed, _number(data.get("threshold")))
 
 
-def detector_of(metadata, num_classes=None, feature_dim=None):
-    """The detector stored in a model's metadata, or None (absent, malformed, or not this model's)."""
+def detector_of(metadata: dict[str, Any] | None, num_classes: int | None = None,
+                feature_dim: int | None = None) -> OodDetector | None:
+    """The detector stored in a model's metadata, or None (absent, malformed, or not this model's).
+
+    Args:
+        metadata: A model's metadata (may be None).
+        num_classes: The model's classes; a detector for another count is ignored.
+        feature_dim: The width of the model's features; likewise.
+
+    Returns:
+        The detector, or None.
+    """
     calibration = (metadata or {}).get("calibration") if isinstance(metadata, dict) else None
     if not isinstance(calibration, dict) or "ood" not in calibration:
         return None
