@@ -25,12 +25,15 @@ the CPU stays float32, and the last layers (``logits``, ``probabilities``) alway
 in float32 so the softmax and the loss keep their precision (Keras scales the loss).
 """
 
+from __future__ import annotations
+
 import json
 import math
 import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -52,26 +55,35 @@ class Cluster:
     has_chief: bool = False
 
     @property
-    def is_chief(self):
+    def is_chief(self) -> bool:
+        """Whether this process is the chief: the ``chief`` task, else worker 0."""
         if self.has_chief:
             return self.task_type == "chief"
         return self.task_type == "worker" and self.task_index == 0
 
     @property
-    def me(self):
+    def me(self) -> str:
+        """This process's ``"host:port"``."""
         offset = 0 if self.task_type == "chief" or not self.has_chief else 1
         return self.workers[self.task_index + offset]
 
     @property
-    def peers(self):
+    def peers(self) -> tuple[str, ...]:
+        """The ``"host:port"`` of every other worker."""
         return tuple(address for address in self.workers if address != self.me)
 
 
-def read_tf_config(text):
+def read_tf_config(text: str | None) -> Cluster | None:
     """Parse ``TF_CONFIG``; None when it is unset or empty.
 
+    Args:
+        text: The value of the ``TF_CONFIG`` environment variable, or None.
+
+    Returns:
+        The cluster, or None.
+
     Raises:
-        TrainingError: the text is not a cluster this app can train on (says what to fix).
+        TrainingError: The text is not a cluster this app can train on (says what to fix).
     """
     if text is None or not text.strip():
         return None
@@ -109,8 +121,20 @@ def read_tf_config(text):
     return Cluster(tuple(str(a) for a in addresses), task_type, index, has_chief=bool(chief))
 
 
-def choose_kind(mode, gpu_count, cluster):
-    """Which strategy a mode means here: "default", "mirrored" or "multi-worker"."""
+def choose_kind(mode: str, gpu_count: int, cluster: Cluster | None) -> str:
+    """Which strategy a mode means here: "default", "mirrored" or "multi-worker".
+
+    Args:
+        mode: One of :data:`MODES`.
+        gpu_count: The GPUs visible here.
+        cluster: The ``TF_CONFIG`` cluster, or None.
+
+    Returns:
+        ``"default"``, ``"mirrored"`` or ``"multi-worker"``.
+
+    Raises:
+        TrainingError: An unknown mode, or ``multi-worker`` without ``TF_CONFIG``.
+    """
     if mode not in MODES:
         raise TrainingError(f"Unknown --distribute {mode!r}; use one of {', '.join(MODES)}.")
     if mode == "off":
@@ -127,14 +151,17 @@ def choose_kind(mode, gpu_count, cluster):
     return "multi-worker"
 
 
-def precision_policy(gpu_capabilities, override="auto"):
+def precision_policy(gpu_capabilities: Sequence[tuple[int, ...] | None], override: str = "auto") -> str:
     """``"mixed_float16"`` when every GPU trains float16 fast, else ``"float32"``.
 
     Args:
-        gpu_capabilities: the compute capability ``(major, minor)`` of each GPU that
+        gpu_capabilities: The compute capability ``(major, minor)`` of each GPU that
             trains (empty on a CPU); None for a GPU that does not say.
         override: "auto" (the rule above), "on" or "off": the ``IMGCLS_MIXED_PRECISION``
             environment variable, for measuring both ways (``benchmarks/gpu_check.sh``).
+
+    Returns:
+        ``"mixed_float16"`` or ``"float32"``.
     """
     if override == "on":
         return "mixed_float16"
@@ -145,8 +172,18 @@ def precision_policy(gpu_capabilities, override="auto"):
     return "float32"
 
 
-def devices_sentence(gpu_count, cores, policy="float32", workers=1):
-    """What trains, in words: "CPU, 2 cores", "2 GPUs, mixed precision", "3 machines: 1 GPU each"."""
+def devices_sentence(gpu_count: int, cores: int, policy: str = "float32", workers: int = 1) -> str:
+    """What trains, in words: "CPU, 2 cores", "2 GPUs, mixed precision", "3 machines: 1 GPU each".
+
+    Args:
+        gpu_count: GPUs that train on each machine (0: the CPU).
+        cores: CPU cores, said when there is no GPU.
+        policy: The precision policy (see :func:`precision_policy`).
+        workers: Machines that train.
+
+    Returns:
+        The sentence.
+    """
     if gpu_count:
         local = f"{gpu_count} GPU" + ("s" if gpu_count > 1 else "")
     else:
@@ -158,18 +195,37 @@ def devices_sentence(gpu_count, cores, policy="float32", workers=1):
     return local
 
 
-def global_batch(per_replica, replicas):
-    """The batch a step sees across all replicas."""
+def global_batch(per_replica: int, replicas: int) -> int:
+    """The batch a step sees across all replicas.
+
+    Args:
+        per_replica: The batch of one replica.
+        replicas: Replicas in sync.
+
+    Returns:
+        ``per_replica * replicas``.
+    """
     return per_replica * replicas
 
 
-def learning_rate_scale(replicas):
-    """The learning rate's factor for ``replicas`` times the per-replica batch (square root)."""
+def learning_rate_scale(replicas: int) -> float:
+    """The learning rate's factor for ``replicas`` times the per-replica batch (square root).
+
+    Args:
+        replicas: Replicas in sync.
+
+    Returns:
+        ``sqrt(replicas)`` (1.0 for one replica).
+    """
     return math.sqrt(max(1, replicas))
 
 
 def cpu_cores() -> int:
-    """The CPU cores this process may run on (its affinity), else the machine's count."""
+    """The CPU cores this process may run on (its affinity), else the machine's count.
+
+    Returns:
+        The number of cores (at least 1).
+    """
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -191,8 +247,12 @@ def _gpu_details():
     return details
 
 
-def machine_sentence():
-    """The window's note: the devices ``--distribute auto`` trains on here."""
+def machine_sentence() -> str:
+    """The window's note: the devices ``--distribute auto`` trains on here.
+
+    Returns:
+        A sentence as :func:`devices_sentence` gives it (imports TensorFlow).
+    """
     details = _gpu_details()
     trains_on = details if len(details) > 1 else details[:1]
     return devices_sentence(len(trains_on), cpu_cores(), precision_policy(trains_on))
@@ -214,19 +274,30 @@ class Plan:
     in_fit: bool = False  # inside Keras fit, where every step waits for every worker
     fits_ended: int = 0
 
-    def waiting_on_peers(self):
-        """True while every worker must still be there: up to the end of the first ``fit``
-        (building the model broadcasts its weights), then inside each ``fit``. After a
-        ``fit`` a peer may simply be done first: calibration and saving are not collective."""
+    def waiting_on_peers(self) -> bool:
+        """True while every worker must still be there.
+
+        That is up to the end of the first ``fit`` (building the model broadcasts its
+        weights), then inside each ``fit``. After a ``fit`` a peer may simply be done
+        first: calibration and saving are not collective.
+
+        Returns:
+            Whether a peer that stops answering has been lost.
+        """
         return self.in_fit or self.fits_ended == 0
 
     @property
-    def distributed(self):
+    def distributed(self) -> bool:
+        """Whether a strategy other than the default (one device) trains."""
         return self.kind != "default"
 
     @contextmanager
-    def scope(self):
-        """The strategy's scope; models and optimizers made inside it train on its devices."""
+    def scope(self) -> Iterator[Plan]:
+        """The strategy's scope; models and optimizers made inside it train on its devices.
+
+        Yields:
+            This plan, the active one (:func:`active_plan`) until the scope ends.
+        """
         global _active
         previous, _active = _active, self
         try:
@@ -238,18 +309,31 @@ class Plan:
         finally:
             _active = previous
 
-    def agree(self, flag):
-        """The chief's ``flag``, the same on every worker (an all-reduce; one process: ``flag``)."""
+    def agree(self, flag: bool) -> bool:
+        """The chief's ``flag``, the same on every worker (an all-reduce; one process: ``flag``).
+
+        Args:
+            flag: This worker's flag.
+
+        Returns:
+            The chief's flag.
+        """
         if self.kind != "multi-worker":
             return bool(flag)
         return self.chief_value(1.0 if flag else 0.0) > 0.5
 
-    def chief_value(self, value):
+    def chief_value(self, value: float) -> float:
         """The chief's ``value`` (a float), the same on every worker; one process: ``value``.
 
         What each worker computes from its own clock (the time-budget fraction that sets
         the learning rate) differs by milliseconds; mirrored weights updated with
         different learning rates would drift apart, so the chief's value is used.
+
+        Args:
+            value: This worker's value.
+
+        Returns:
+            The chief's value.
         """
         if self.kind != "multi-worker":
             return value
@@ -261,7 +345,9 @@ class Plan:
         total = self.strategy.run(lambda: tf.constant(mine, tf.float32))
         return float(self.strategy.reduce("SUM", total, axis=None))
 
-    def datasets(self, make_train, make_val, count, per_replica, class_weight=None):
+    def datasets(self, make_train: Callable[[tuple[int, int]], Any], make_val: Callable[[], Any] | None,
+                 count: int, per_replica: int,
+                 class_weight: Mapping[int, float] | None = None) -> tuple[Any, Any, int]:
         """Distributed ``(train, validation or None, steps per epoch)``.
 
         Args:
@@ -271,9 +357,13 @@ class Plan:
                 validation split: the metrics are summed across workers, so the accuracy
                 is the same, and no worker can run out of batches before another (which
                 would leave the others blocked in an all-reduce).
-            count: training images; per_replica: the batch of one replica.
+            count: Training images.
+            per_replica: The batch of one replica.
             class_weight: Keras' ``{class: weight}``, turned into sample weights here
                 (Keras cannot map a distributed dataset).
+
+        Returns:
+            ``(train, validation or None, steps per epoch)``: distributed datasets.
         """
         from .backend import tensorflow_module
 
@@ -294,8 +384,15 @@ class Plan:
         steps = math.ceil(count / global_batch(per_replica, self.replicas))
         return train, val, steps
 
-    def stop_callback(self, keras: Any):
-        """A Keras callback, placed last, that makes every worker stop when the chief does."""
+    def stop_callback(self, keras: Any) -> Any:
+        """A Keras callback, placed last, that makes every worker stop when the chief does.
+
+        Args:
+            keras: The ``keras`` module.
+
+        Returns:
+            The ``keras.callbacks.Callback``.
+        """
         plan = self
 
         callback_class: Any = keras.callbacks.Callback
@@ -316,18 +413,35 @@ class Plan:
 
         return AgreeOnStop()
 
-    def float32_head(self, model):
-        """Under mixed precision, make the last layers compute in float32 (a no-op otherwise)."""
+    def float32_head(self, model: Any) -> Any:
+        """Under mixed precision, make the last layers compute in float32 (a no-op otherwise).
+
+        Args:
+            model: A Keras model.
+
+        Returns:
+            The same model.
+        """
         if self.policy != "mixed_float16":
             return model
         keras_float32_head(model)
         return model
 
 
-def run_reporting_lost_workers(plan, work):
+def run_reporting_lost_workers(plan: Plan, work: Callable[[], Any]) -> Any:
     """``work()``; under multi-worker, a failed collective becomes a :class:`TrainingError`.
 
     Nothing is written before training returns, so the message can promise that.
+
+    Args:
+        plan: The plan training runs under.
+        work: What to run.
+
+    Returns:
+        What ``work()`` returned.
+
+    Raises:
+        TrainingError: A worker of the cluster stopped answering.
     """
     if plan.kind != "multi-worker":
         return work()
@@ -351,8 +465,12 @@ def _tf_reason(exc):
     return (text or type(exc).__name__)[:200]
 
 
-def keras_float32_head(model):
-    """Set the ``FLOAT32_LAYERS`` of ``model`` (nested models included) to compute in float32."""
+def keras_float32_head(model: Any) -> None:
+    """Set the ``FLOAT32_LAYERS`` of ``model`` (nested models included) to compute in float32.
+
+    Args:
+        model: A Keras model, changed in place.
+    """
     from .backend import keras_module
 
     keras = keras_module()
@@ -374,16 +492,30 @@ _plans_lock = threading.Lock()
 _active: Plan | None = None
 
 
-def active_plan():
-    """The plan whose scope training is in, else one device as before (changes nothing)."""
+def active_plan() -> Plan:
+    """The plan whose scope training is in, else one device as before (changes nothing).
+
+    Returns:
+        The active :class:`Plan`.
+    """
     return _active if _active is not None else _ONE_DEVICE
 
 
-def plan_for(mode="auto", environ=None):
+def plan_for(mode: str = "auto", environ: Mapping[str, str] | None = None) -> Plan:
     """The :class:`Plan` for a ``--distribute`` mode, made once per process.
 
     A ``MultiWorkerMirroredStrategy`` must exist before TensorFlow runs its first op,
     so the CLI calls this before anything else touches TensorFlow.
+
+    Args:
+        mode: One of :data:`MODES`.
+        environ: Where ``TF_CONFIG`` is read (default ``os.environ``).
+
+    Returns:
+        The plan (the same one for the same mode in this process).
+
+    Raises:
+        TrainingError: A bad mode, ``TF_CONFIG`` or ``IMGCLS_MIXED_PRECISION``.
     """
     environ = os.environ if environ is None else environ
     cluster = read_tf_config(environ.get("TF_CONFIG")) if mode == "multi-worker" else None
@@ -506,11 +638,17 @@ class PeerWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="imgcls-peer-watch", daemon=True)
 
-    def start(self):
+    def start(self) -> PeerWatch:
+        """Start the watch thread.
+
+        Returns:
+            This watch.
+        """
         self._thread.start()
         return self
 
-    def stop(self):
+    def stop(self) -> None:
+        """Stop watching (the thread ends within ``interval`` seconds)."""
         self._stop.set()
 
     def _watch(self):

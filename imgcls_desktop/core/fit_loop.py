@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from . import distribute
 from .backend import keras_module
 from .errors import TrainingError
 from .pipeline import build_augmenter, make_dataset
+
+if TYPE_CHECKING:
+    from .models import Preset
 
 keras: Any = keras_module()  # configures TensorFlow's environment first, then loads Keras
 
@@ -63,7 +66,8 @@ class Phase:
 class FitRun:
     """State of one fit: the schedule, the stop rules, the best weights, the events."""
 
-    def __init__(self, model, phase: Phase, steps_per_epoch: int, batch_size: int, has_validation: bool):
+    def __init__(self, model: Any, phase: Phase, steps_per_epoch: int, batch_size: int,
+                 has_validation: bool) -> None:
         self.model = model
         self.phase = phase
         self.config = phase.config
@@ -93,20 +97,39 @@ class FitRun:
     # -- schedule ---------------------------------------------------------------
     @property
     def timed(self) -> bool:
+        """Whether the job has a time budget (it ends the phase, not the epochs)."""
         return self.phase.clock.deadline is not None
 
     def end_time(self) -> float:
-        """``time.monotonic()`` at which this phase's last batch must end."""
+        """``time.monotonic()`` at which this phase's last batch must end (timed jobs only).
+
+        Returns:
+            The monotonic time: the phase's share of what the job has left for fitting,
+            less the longest validation pass seen.
+        """
         job_end = self.phase.clock.deadline - self.phase.after_fit(self)
         return self.start + self.phase.share * (job_end - self.start) - self.tail_seconds
 
     def fraction_done(self) -> float:
+        """How much of this phase is done: by the clock under a budget, else by steps.
+
+        Returns:
+            The fraction, 0-1.
+        """
         if self.timed:
             span = max(1e-6, self.end_time() - self.start)
             return min(1.0, max(0.0, time.monotonic() - self.start) / span)
         return min(1.0, self.total_steps_done / max(1, self.steps * self.config.epochs))
 
     def learning_rate(self, fraction: float) -> float:
+        """The one-cycle schedule's learning rate at ``fraction`` of the phase.
+
+        Args:
+            fraction: How much of the phase is done, 0-1.
+
+        Returns:
+            The learning rate.
+        """
         # One cycle fitted to the whole run (epochs or time budget): linear from `start` up
         # to the peak at `peak_at`, then linear down to `end`, all fractions of the peak.
         start, peak_at, end = self.phase.preset.schedule
@@ -116,11 +139,19 @@ class FitRun:
         return self.peak_lr * (1.0 + (end - 1.0) * (fraction - peak_at) / (1.0 - peak_at))
 
     def set_learning_rate(self) -> None:
+        """Set the optimizer's rate for now (the chief's clock under multi-worker)."""
         fraction = distribute.active_plan().chief_value(self.fraction_done())  # issue 14
         self.model.optimizer.learning_rate.assign(self.learning_rate(fraction))
 
     def seconds_left(self, fraction: float) -> float | None:
-        """Seconds until the job's model is saved: the deadline, or a fit ETA and what follows."""
+        """Seconds until the job's model is saved: the deadline, or a fit ETA and what follows.
+
+        Args:
+            fraction: How much of the phase is done, 0-1.
+
+        Returns:
+            The seconds, or None when nothing is done yet to estimate from.
+        """
         clock = self.phase.clock
         if self.timed:
             return clock.seconds_left()
@@ -131,11 +162,22 @@ class FitRun:
 
     # -- events -----------------------------------------------------------------
     def epoch_began(self, epoch: int) -> None:
+        """Keras began an epoch: number it on from the phase's offset and set the rate.
+
+        Args:
+            epoch: The epoch index of this fit (0-based).
+        """
         self.epoch = self.phase.epoch_offset + epoch + 1
         self.epoch_start = time.monotonic()
         self.set_learning_rate()
 
     def batch_ended(self, batch: int, logs: dict) -> None:
+        """Keras ended ``batch``: check divergence, the budget and Stop; report progress.
+
+        Args:
+            batch: The batch index in the epoch (0-based).
+            logs: Keras' batch logs (``loss``, ``accuracy``).
+        """
         now = time.monotonic()
         self.total_steps_done += 1
         loss = logs.get("loss")
@@ -160,6 +202,12 @@ class FitRun:
             self.model.stop_training = True
 
     def epoch_ended(self, epoch: int, logs: dict) -> None:
+        """Keras ended ``epoch``: record history, keep the best weights, early stopping.
+
+        Args:
+            epoch: The epoch index of this fit (0-based).
+            logs: Keras' epoch logs (training and validation metrics).
+        """
         logs = {k: float(v) for k, v in logs.items() if k != "learning_rate"}
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
@@ -180,6 +228,11 @@ class FitRun:
         self._emit("epoch", step=self.steps, metrics=logs, fraction=self.fraction_done())
 
     def note_validation_time(self, seconds: float) -> None:
+        """Note a validation pass's time: the longest one is reserved for the last pass.
+
+        Args:
+            seconds: How long the pass took.
+        """
         self.validation_seconds = seconds
         self.tail_seconds = max(self.tail_seconds, seconds)
 
@@ -200,37 +253,51 @@ class FitRun:
 class ProgressForwarder(keras.callbacks.Callback):
     """Hands Keras' batch and epoch events to a :class:`FitRun`."""
 
-    def __init__(self, run: FitRun):
+    def __init__(self, run: FitRun) -> None:
         super().__init__()
         self.run = run
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Keras' hook: :meth:`FitRun.batch_ended`."""
         self.run.batch_ended(batch, logs or {})
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Keras' hook: :meth:`FitRun.epoch_began`."""
         self.run.epoch_began(epoch)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Keras' hook: :meth:`FitRun.epoch_ended`."""
         self.run.epoch_ended(epoch, logs or {})
 
 
 class ValidationTimer(keras.callbacks.Callback):
     """Times each validation pass, so a time budget leaves room for the last one."""
 
-    def __init__(self, run: FitRun):
+    def __init__(self, run: FitRun) -> None:
         super().__init__()
         self.run = run
         self.began = 0.0
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        """Keras' hook: a validation pass begins."""
         self.began = time.monotonic()
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: dict | None = None) -> None:
+        """Keras' hook: a validation pass ended (:meth:`FitRun.note_validation_time`)."""
         self.run.note_validation_time(time.monotonic() - self.began)
 
 
-def optimizer(preset, learning_rate: float):
-    """The preset's optimizer at ``learning_rate``."""
+def optimizer(preset: Preset, learning_rate: float) -> Any:
+    """The preset's optimizer at ``learning_rate``.
+
+    Args:
+        preset: Its ``optimizer``, ``momentum``, ``weight_decay`` and ``bias_lr_scale``
+            decide.
+        learning_rate: The initial rate (the schedule sets it every step).
+
+    Returns:
+        A Keras optimizer: SGD (Nesterov), :class:`ScaledBiasSGD` or Adam.
+    """
     if preset.optimizer == "sgd":
         arguments = dict(learning_rate=learning_rate, momentum=preset.momentum, nesterov=True,
                          weight_decay=preset.weight_decay)
@@ -248,24 +315,32 @@ class ScaledBiasSGD(keras.optimizers.SGD):
     The model is recompiled with plain SGD after training, so no file names this class.
     """
 
-    def __init__(self, bias_lr_scale=1.0, **kwargs):
+    def __init__(self, bias_lr_scale: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.bias_lr_scale = bias_lr_scale
         self._scaled: set = set()
 
-    def build(self, variables):
+    def build(self, variables: list[Any]) -> None:
+        """Keras' hook: build the slots, and note which variables are BatchNorm biases."""
         super().build(variables)
         # update_step sees the backend's variables, which lack Keras' paths: match by key.
         self._scaled = {self._var_key(v) for v in variables if "_bn/" in v.path and v.path.endswith("beta")}
 
-    def update_step(self, gradient, variable, learning_rate):
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        """Keras' hook: SGD's step, at ``bias_lr_scale`` times the rate for BatchNorm biases."""
         if self._var_key(variable) in self._scaled:
             learning_rate = learning_rate * self.bias_lr_scale
         super().update_step(gradient, variable, learning_rate)
 
 
-def compile_for_training(model, preset, learning_rate: float) -> None:
-    """Compile ``model`` with the preset's optimizer, loss and label smoothing."""
+def compile_for_training(model: Any, preset: Preset, learning_rate: float) -> None:
+    """Compile ``model`` with the preset's optimizer, loss and label smoothing.
+
+    Args:
+        model: The Keras model.
+        preset: The preset being trained.
+        learning_rate: The initial learning rate.
+    """
     model.compile(
         optimizer=optimizer(preset, learning_rate),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=preset.label_smoothing),
@@ -274,8 +349,18 @@ def compile_for_training(model, preset, learning_rate: float) -> None:
     )
 
 
-def fit_phase(fitted, train_x, train_y, val_x, y_val, num_classes: int, phase: Phase) -> FitRun:
+def fit_phase(fitted: Any, train_x: Any, train_y: np.ndarray, val_x: Any, y_val: np.ndarray, num_classes: int,
+              phase: Phase) -> FitRun:
     """One ``fit`` of a compiled model under our schedule, stop rules and callbacks.
+
+    Args:
+        fitted: The compiled Keras model.
+        train_x: Training images (an array or an on-disk image set of :mod:`core.image_cache`).
+        train_y: Their integer labels.
+        val_x: Validation images (may be empty).
+        y_val: Their integer labels.
+        num_classes: Classes of the model.
+        phase: What else the phase needs.
 
     Returns:
         The :class:`FitRun`, whose ``best_weights`` are None when no epoch beat
@@ -328,15 +413,30 @@ def fit_phase(fitted, train_x, train_y, val_x, y_val, num_classes: int, phase: P
     return run
 
 
-def fine_tune(model, x_train, y_train, x_val, y_val, num_classes: int, head_run: FitRun, phase: Phase) -> FitRun:
+def fine_tune(model: Any, x_train: Any, y_train: np.ndarray, x_val: Any, y_val: np.ndarray, num_classes: int,
+              head_run: FitRun, phase: Phase) -> FitRun:
     """Train the top of a transfer model's backbone with its head, after the head alone.
 
     BatchNorm layers stay frozen (the backbone is called with ``training=False``, and their
     scales are not trained either): a few thousand photos would wreck ImageNet statistics.
 
+    Args:
+        model: The transfer model (compiled again here).
+        x_train: Training images.
+        y_train: Their integer labels.
+        x_val: Validation images.
+        y_val: Their integer labels.
+        num_classes: Classes of the model.
+        head_run: The head's phase: fine-tuning numbers its epochs on from there and must
+            beat its best value.
+        phase: The head's phase settings, changed here for fine-tuning.
+
     Returns:
         The phase's :class:`FitRun`; ``model`` keeps the head's weights unless an epoch of
         fine-tuning beat the head's best validation accuracy.
+
+    Raises:
+        TrainingError: The loss diverged.
     """
     config, preset = phase.config, phase.preset
     backbone = next(layer for layer in model.layers if hasattr(layer, "layers"))

@@ -6,14 +6,20 @@ once turns every epoch after the first into a few matrix products.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .backend import keras_module, tensorflow_module
 from .models import HEAD_LAYERS
 from .pipeline import Cancelled
+
+if TYPE_CHECKING:
+    from .training import TrainingProgress
 
 
 @dataclass
@@ -36,9 +42,23 @@ class HeadFeatures:
     images_per_second: float
 
 
-def head_features(model, x_train, y_train, x_val, flip: bool, on_progress=None, stop_event=None,
-                  batch_size: int = 64) -> HeadFeatures:
+def head_features(model: Any, x_train: Any, y_train: np.ndarray, x_val: Any, flip: bool,
+                  on_progress: Callable[[TrainingProgress], None] | None = None,
+                  stop_event: threading.Event | None = None, batch_size: int = 64) -> HeadFeatures:
     """Run ``model``'s backbone once over every image (twice with ``flip``).
+
+    Args:
+        model: A frozen-backbone Keras model (a transfer preset's, with ``head_dropout``).
+        x_train: Training images, raw pixels (an array or an on-disk image set).
+        y_train: Their labels.
+        x_val: Validation images, raw pixels.
+        flip: Also compute the features of the mirrored training images.
+        on_progress: Called with a ``TrainingProgress`` of kind ``"decode"`` per batch.
+        stop_event: Set to cancel.
+        batch_size: Images per backbone call.
+
+    Returns:
+        The head model and its training and validation features.
 
     Raises:
         Cancelled: ``stop_event`` was set.

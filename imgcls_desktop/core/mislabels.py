@@ -9,7 +9,10 @@ be out-of-fold (Northcutt et al., "Confident learning", 2021, use the same princ
 """
 
 import math
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -44,14 +47,19 @@ class Suspect:
     confidence: float
     folder_class_probability: float
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form (``imgcls mislabels --json``).
+
+        Returns:
+            The fields, numbers rounded to 6 places.
+        """
         return {"path": self.path, "folder_class": self.folder_class,
                 "predicted_class": self.predicted_class,
                 "confidence": round(self.confidence, 6),
                 "folder_class_probability": round(self.folder_class_probability, 6)}
 
 
-def stratified_folds(labels, folds, seed):
+def stratified_folds(labels: Sequence[int] | np.ndarray, folds: int, seed: int | None) -> np.ndarray:
     """Fold number of each label: every class spread evenly over the folds, order seeded.
 
     Args:
@@ -96,10 +104,12 @@ def _least_count(folds):
     return count
 
 
-def find_mislabels(scan, folds=DEFAULT_FOLDS, epochs=DEFAULT_EPOCHS, preset="small_cnn", image_size=32,
-                   seed=DEFAULT_SEED, on_progress=None, stop_event=None, *, min_confidence=MIN_CONFIDENCE,
-                   max_folder_probability=MAX_FOLDER_PROBABILITY, batch_size=None,
-                   validation_split=0.2):
+def find_mislabels(scan: DatasetScan, folds: int = DEFAULT_FOLDS, epochs: int = DEFAULT_EPOCHS,
+                   preset: str = "small_cnn", image_size: int = 32, seed: int = DEFAULT_SEED,
+                   on_progress: Callable[[int, int], None] | None = None,
+                   stop_event: threading.Event | None = None, *, min_confidence: float = MIN_CONFIDENCE,
+                   max_folder_probability: float = MAX_FOLDER_PROBABILITY, batch_size: int | None = None,
+                   validation_split: float = 0.2) -> list[Suspect]:
     """Train ``folds`` small models, each predicting the images it was not trained on.
 
     Args:

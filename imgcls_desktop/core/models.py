@@ -6,9 +6,12 @@ exported model needs no code from this app. The last two layers are always ``log
 (Dense) and ``probabilities`` (Softmax), which calibration and heat maps rely on.
 """
 
-from collections.abc import Callable
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from .backend import keras_module
 from .errors import ImgclsError, WeightsUnavailableError
@@ -24,16 +27,24 @@ class Augmentation:
     translation: float = 0.0  # fraction of the image size
     contrast: float = 0.0
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict (for metadata and ``--json``).
+
+        Returns:
+            ``{"flip", "rotation", "zoom", "translation", "contrast"}``.
+        """
         return dict(self.__dict__)
 
     @property
-    def is_identity(self):
+    def is_identity(self) -> bool:
+        """Whether nothing is changed (no flip and every amount 0)."""
         return not (self.flip or self.rotation or self.zoom or self.translation or self.contrast)
 
 
 @dataclass(frozen=True)
 class Preset:
+    """A named recipe: the architecture, the training settings and their defaults."""
+
     name: str
     title: str
     description: str
@@ -175,8 +186,16 @@ PRESETS = {
 DEFAULT_PRESET = "fast_cnn"
 
 
-def for_time_budget(preset, time_budget):
-    """The preset with the widths its ``budget_widths`` give ``time_budget`` (seconds)."""
+def for_time_budget(preset: Preset, time_budget: float | None) -> Preset:
+    """The preset with the widths its ``budget_widths`` give ``time_budget`` (seconds).
+
+    Args:
+        preset: The preset.
+        time_budget: Seconds for the job, or None.
+
+    Returns:
+        The preset, with other ``widths`` when the budget asks for them.
+    """
     chosen = preset.widths
     for seconds, widths in preset.budget_widths:
         if time_budget and time_budget >= seconds:
@@ -184,8 +203,18 @@ def for_time_budget(preset, time_budget):
     return replace(preset, widths=chosen) if chosen != preset.widths else preset
 
 
-def get_preset(name):
-    """The preset called ``name``; a :class:`Preset` itself is returned as it is (benchmarks)."""
+def get_preset(name: str | Preset) -> Preset:
+    """The preset called ``name``; a :class:`Preset` itself is returned as it is (benchmarks).
+
+    Args:
+        name: A key of :data:`PRESETS`, or a :class:`Preset`.
+
+    Returns:
+        The preset.
+
+    Raises:
+        ImgclsError: There is no preset of that name.
+    """
     if isinstance(name, Preset):
         return name
     try:
@@ -215,13 +244,23 @@ def _conv_bn(keras, x, filters, name):
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def build_small_cnn(num_classes, image_size, widths=(24, 48, 96, 192), residual_stage=2):
+def build_small_cnn(num_classes: int, image_size: int, widths: Sequence[int] = (24, 48, 96, 192),
+                    residual_stage: int = 2) -> Any:
     """Conv-BN-ReLU stages of doubling width, each halving the resolution.
 
     About 28 MFLOP per 32x32 image: small enough for several CIFAR-10 epochs in five
     minutes on two cores, and BatchNorm lets it take the large learning rates that make
     few epochs count. The stem stays narrow because on a CPU the full-resolution layers
     cost memory bandwidth far beyond their FLOPs.
+
+    Args:
+        num_classes: Outputs of the head.
+        image_size: Height and width of the input.
+        widths: Filters of the stem, then of each stage.
+        residual_stage: The stage that gets a second, residual conv block.
+
+    Returns:
+        The Keras model.
     """
     keras = keras_module()
     inputs = keras.Input((image_size, image_size, 3), name="image")
@@ -238,7 +277,8 @@ def build_small_cnn(num_classes, image_size, widths=(24, 48, 96, 192), residual_
     return keras.Model(inputs, _head(keras, x, num_classes), name="small_cnn")
 
 
-def build_fast_cnn(num_classes, image_size, widths=(32, 96, 96), activation="gelu"):
+def build_fast_cnn(num_classes: int, image_size: int, widths: Sequence[int] = (32, 96, 96),
+                   activation: str = "gelu") -> Any:
     """airbench's network (Jordan 2024) at a CPU's width.
 
     A frozen 2x2 whitening convolution (set from the training data by
@@ -247,6 +287,15 @@ def build_fast_cnn(num_classes, image_size, widths=(32, 96, 96), activation="gel
     scale (airbench freezes it at 1) and fast statistics (momentum 0.6 in PyTorch's
     convention); convolutions start as identities on their first channels ("dirac"), which
     lets the first epochs learn instead of untangle random filters.
+
+    Args:
+        num_classes: Outputs of the head.
+        image_size: Height and width of the input.
+        widths: Filters of each of the three groups.
+        activation: A Keras activation name.
+
+    Returns:
+        The Keras model.
     """
     keras = keras_module()
     inputs = keras.Input((image_size, image_size, 3), name="image")
@@ -283,13 +332,22 @@ def _dirac_init(model):
             layer.kernel.assign(kernel)
 
 
-def init_whitening(model, images, eps=5e-4, max_images=5000):
+def init_whitening(model: Any, images: Any, eps: float = 5e-4, max_images: int = 5000) -> bool:
     """Set a model's ``whiten`` layer from the training images' 2x2 patch statistics.
 
     The filters are the eigenvectors of the patch covariance (of pixels scaled to 0-1 and
     centred on the dataset's channel means), divided by the square roots of their
     eigenvalues, and their negatives, as airbench does; the centring is folded into the
     bias so the model keeps taking raw 0-255 pixels. Does nothing for models without one.
+
+    Args:
+        model: A Keras model.
+        images: Training images, raw pixels ``(n, h, w, 3)`` (an array or an on-disk set).
+        eps: Added to the eigenvalues before the square root.
+        max_images: The statistics are taken on the first this many images.
+
+    Returns:
+        True when the model has a ``whiten`` layer (now set), else False.
     """
     try:
         layer = model.get_layer("whiten")
@@ -315,8 +373,16 @@ def init_whitening(model, images, eps=5e-4, max_images=5000):
     return True
 
 
-def build_tutorial_cnn(num_classes, image_size):
-    """The TensorFlow tutorial's CNN (Conv32-Pool-Conv64-Pool-Conv64-Dense64)."""
+def build_tutorial_cnn(num_classes: int, image_size: int) -> Any:
+    """The TensorFlow tutorial's CNN (Conv32-Pool-Conv64-Pool-Conv64-Dense64).
+
+    Args:
+        num_classes: Outputs of the head.
+        image_size: Height and width of the input.
+
+    Returns:
+        The Keras model.
+    """
     keras = keras_module()
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = keras.layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
@@ -338,12 +404,23 @@ _BACKBONE_SCALING = {
 }
 
 
-def build_transfer(num_classes, image_size, backbone_name, weights="imagenet", head_units=0):
+def build_transfer(num_classes: int, image_size: int, backbone_name: str,
+                   weights: str | os.PathLike | None = "imagenet", head_units: int = 0) -> Any:
     """A frozen ``keras.applications`` backbone under a new softmax head.
 
     Args:
+        num_classes: Outputs of the head.
+        image_size: Height and width of the input.
+        backbone_name: A ``keras.applications`` class name, or ``"EfficientNetLite0"``.
         weights: "imagenet" (downloaded and cached by Keras the standard way), a path to a
             local weights file, or None for random initialisation (tests only).
+        head_units: Units of a hidden Dense layer in the head (0: none).
+
+    Returns:
+        The Keras model.
+
+    Raises:
+        WeightsUnavailableError: The weights cannot be downloaded or loaded.
     """
     keras = keras_module()
     constructor: Callable[..., Any]
@@ -394,8 +471,23 @@ def build_transfer(num_classes, image_size, backbone_name, weights="imagenet", h
     return keras.Model(inputs, outputs, name=f"{backbone_name.lower()}_transfer")
 
 
-def build_model(preset, num_classes, image_size=None, weights="imagenet"):
-    """Build the model of a preset (a name or a :class:`Preset`)."""
+def build_model(preset: str | Preset, num_classes: int, image_size: int | None = None,
+                weights: str | os.PathLike | None = "imagenet") -> Any:
+    """Build the model of a preset (a name or a :class:`Preset`).
+
+    Args:
+        preset: A preset name or a :class:`Preset`.
+        num_classes: Outputs of the head.
+        image_size: Height and width of the input (default: the preset's).
+        weights: A transfer preset's backbone weights (see :func:`build_transfer`).
+
+    Returns:
+        The Keras model.
+
+    Raises:
+        ImgclsError: An unknown preset.
+        WeightsUnavailableError: A transfer preset's weights cannot be had.
+    """
     preset = get_preset(preset)
     image_size = image_size or preset.image_size
     architecture = preset.architecture or preset.name
@@ -406,12 +498,19 @@ def build_model(preset, num_classes, image_size=None, weights="imagenet"):
         return build_small_cnn(num_classes, image_size)
     if architecture == "tutorial_cnn":
         return build_tutorial_cnn(num_classes, image_size)
-    return build_transfer(num_classes, image_size, preset.backbone, weights=weights,
-                          head_units=preset.head_units)
+    return build_transfer(num_classes, image_size, cast(str, preset.backbone),  # transfer presets name one
+                          weights=weights, head_units=preset.head_units)
 
 
-def forward_flops(model):
-    """Multiply-adds x 2 of the Conv2D and Dense layers for one image (the benchmark's unit)."""
+def forward_flops(model: Any) -> int:
+    """Multiply-adds x 2 of the Conv2D and Dense layers for one image (the benchmark's unit).
+
+    Args:
+        model: A Keras model (nested models included).
+
+    Returns:
+        FLOPs for one image.
+    """
     flops = 0
     for layer in _all_layers(model):
         kind = type(layer).__name__

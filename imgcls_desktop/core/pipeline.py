@@ -5,9 +5,13 @@ Each file is decoded and resized once, by the same function prediction uses
 augment whole batches, so the CPU spends its time on the model, not on JPEG decoding.
 """
 
+from __future__ import annotations
+
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -15,6 +19,11 @@ from .backend import keras_module, tensorflow_module
 from .errors import Cancelled, ImageError, TrainingError  # Cancelled: training.py imports it from here
 from .images import load_image
 from .parallel import map_in_order, worker_count
+
+if TYPE_CHECKING:
+    from .dataset import ImageItem
+    from .image_cache import DiskImages, StreamedImages
+    from .models import Augmentation
 
 # Decoded arrays kept between runs (the GUI retrains on the same folder often).
 _CACHE_LIMIT_BYTES = 2 * 1024**3
@@ -25,11 +34,28 @@ _cache: OrderedDict[tuple, tuple] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def decode_items(items, image_size, *, on_progress=None, stop_event=None):
+def decode_items(items: Sequence[ImageItem], image_size: int, *,
+                 on_progress: Callable[[int, int], None] | None = None,
+                 stop_event: threading.Event | None = None,
+                 ) -> tuple[np.ndarray | DiskImages | StreamedImages, np.ndarray, list[tuple]]:
     """Decode image items into ``(images uint8 [n, h, w, 3], labels int32 [n], problems)``.
 
     A file that fails now (deleted or changed since the scan) is left out and reported in
     ``problems`` as ``(path, reason)``; the rest are used.
+
+    Args:
+        items: The images to decode.
+        image_size: The side they are resized to.
+        on_progress: Optional ``callable(done, total)`` while decoding.
+        stop_event: Optional ``threading.Event``; set, decoding stops.
+
+    Returns:
+        ``(images, labels, problems)``: ``images`` is an array in memory, or, for sets too
+        large for it, a :class:`image_cache.DiskImages` (decoded once to disk) or a
+        :class:`image_cache.StreamedImages` (decoded per batch).
+
+    Raises:
+        Cancelled: ``stop_event`` was set.
     """
     # Size and mtime are in the key: a file changed or deleted since the last run must be
     # decoded (or reported) again, never served stale from the cache.
@@ -64,7 +90,7 @@ def decode_items(items, image_size, *, on_progress=None, stop_event=None):
         if isinstance(pixels, ImageError):
             problems.append((pixels.path, pixels.reason))
             continue
-        images[kept] = pixels
+        images[kept] = cast(np.ndarray, pixels)  # None only after a stop, which ends the generator first
         labels[kept] = item.label
         kept += 1
         if on_progress is not None and (index % 64 == 0 or index == len(items) - 1):
@@ -74,16 +100,32 @@ def decode_items(items, image_size, *, on_progress=None, stop_event=None):
     return result
 
 
-def decode_workers():
-    """Threads that decode images: one per core (Pillow lets go of the GIL while decoding)."""
+def decode_workers() -> int:
+    """Threads that decode images: one per core (Pillow lets go of the GIL while decoding).
+
+    Returns:
+        The number of threads.
+    """
     return worker_count()
 
 
-def decoded_in_parallel(paths, image_size, stop_event=None, workers=None):
+def decoded_in_parallel(paths: Iterable[str | os.PathLike], image_size: int | Sequence[int],
+                        stop_event: threading.Event | None = None,
+                        workers: int | None = None) -> Iterator[np.ndarray | ImageError | None]:
     """``load_image`` of each path at ``image_size`` (a side, or ``(height, width)``), in order, on every core.
 
-    Yields the uint8 array, or the :class:`ImageError` of a file that cannot be read.
-    Raises :class:`Cancelled` when ``stop_event`` is set.
+    Args:
+        paths: The image files.
+        image_size: A side, or ``(height, width)``.
+        stop_event: Optional ``threading.Event``; set, the work still queued is dropped.
+        workers: Threads (default :func:`decode_workers`).
+
+    Yields:
+        The uint8 array, or the :class:`ImageError` of a file that cannot be read (None
+        for a file skipped because ``stop_event`` was set).
+
+    Raises:
+        Cancelled: ``stop_event`` was set.
     """
     size = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size, image_size)
 
@@ -127,8 +169,16 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def build_augmenter(augmentation, seed):
-    """An :class:`Augmenter` for ``augmentation``, or None if it would do nothing."""
+def build_augmenter(augmentation: Augmentation, seed: int) -> Augmenter | None:
+    """An :class:`Augmenter` for ``augmentation``, or None if it would do nothing.
+
+    Args:
+        augmentation: What to change.
+        seed: Seeds the random changes.
+
+    Returns:
+        The augmenter, or None for an identity augmentation.
+    """
     if augmentation.is_identity:
         return None
     return Augmenter(augmentation, seed)
@@ -184,11 +234,20 @@ class Augmenter:
         return x
 
 
-def random_shift(x, translation, seed, tf=None):
+def random_shift(x: Any, translation: float, seed: Any, tf: Any = None) -> Any:
     """Move each image of a batch by whole pixels, at most ``translation`` x its size.
 
     The batch is padded by reflection once, then every image is cut out at its own
     offset with two gathers (rows, then columns): no interpolation, so no blur.
+
+    Args:
+        x: A float tensor ``(b, h, w, 3)``.
+        translation: The largest shift, as a fraction of the image size (at least 1 pixel).
+        seed: A stateless random seed, shape ``(2,)``.
+        tf: The ``tensorflow`` module (default: imported here; pass it inside tf.data).
+
+    Returns:
+        The shifted batch, same shape.
     """
     tf = tf or tensorflow_module()
     height, width = x.shape[1], x.shape[2]
@@ -202,8 +261,10 @@ def random_shift(x, translation, seed, tf=None):
     return tf.gather(x, cols, axis=2, batch_dims=1)
 
 
-def make_dataset(images, labels, num_classes, batch_size, *, shuffle, augmenter=None, seed=0,
-                 alternating_flip=False, epochs=100_000, shard=None):
+def make_dataset(images: np.ndarray | DiskImages | StreamedImages, labels: np.ndarray | Sequence[int],
+                 num_classes: int, batch_size: int, *, shuffle: bool, augmenter: Augmenter | None = None,
+                 seed: int = 0, alternating_flip: bool = False, epochs: int = 100_000,
+                 shard: tuple[int, int] | None = None) -> Any:
     """A tf.data pipeline of ``(float32 pixels 0-255, one-hot labels)`` batches.
 
     Without ``shuffle``: the images in order, once (validation, evaluation). With it: an
@@ -213,6 +274,25 @@ def make_dataset(images, labels, num_classes, batch_size, *, shuffle, augmenter=
     half of the images is mirrored on even epochs and the other half on odd ones, so every
     image is seen both ways every two epochs. ``shard=(index, count)`` keeps every
     ``count``-th image of each epoch's order from ``index`` on: one worker's part (issue 14).
+
+    Args:
+        images: Raw pixels ``(n, h, w, 3)``: an array, or an on-disk or streamed set
+            (gathered by index through ``tf.numpy_function``).
+        labels: ``(n,)`` class indices.
+        num_classes: Width of the one-hot labels.
+        batch_size: Images per batch.
+        shuffle: Training order (see above) or the images in order once.
+        augmenter: Applied to each training batch, or None.
+        seed: Seeds the order (and the alternating flip's halves).
+        alternating_flip: See above.
+        epochs: Epochs in the stream.
+        shard: ``(index, count)`` of this worker, or None.
+
+    Returns:
+        A ``tf.data.Dataset``.
+
+    Raises:
+        TrainingError: There are no images.
     """
     tf = tensorflow_module()
     if len(images) == 0:
@@ -282,8 +362,19 @@ def _disk_batches(tf, images, labels, index_batches, keep_index=False):
     return index_batches.map(load, num_parallel_calls=2)
 
 
-def augmentation_preview(images, augmentation, count=8, seed=0):
-    """Augmented copies of a few images (uint8), for the GUI's preview."""
+def augmentation_preview(images: np.ndarray | Sequence[np.ndarray], augmentation: Augmentation, count: int = 8,
+                         seed: int = 0) -> np.ndarray:
+    """Augmented copies of a few images (uint8), for the GUI's preview.
+
+    Args:
+        images: Raw pixels ``(n, h, w, 3)``.
+        augmentation: What to change.
+        count: How many of the first images to augment.
+        seed: Seeds the random changes.
+
+    Returns:
+        ``(min(n, count), h, w, 3)`` uint8.
+    """
     augmenter = build_augmenter(augmentation, seed)
     batch = np.asarray(images[:count], dtype=np.float32)
     if augmenter is None or len(batch) == 0:

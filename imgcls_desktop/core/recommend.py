@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .dataset import DatasetScan
 
 # Below this median short side, images are thumbnails: a backbone made for 224 px gains
 # little from upscaling them, and a from-scratch CNN at their own size trains in minutes.
@@ -64,13 +69,22 @@ class Recommendation:
     estimated_seconds: float
 
     def to_dict(self) -> dict:
+        """The JSON-ready form (``imgcls recommend --json``).
+
+        Returns:
+            The fields, ``median_size`` as a list.
+        """
         data = asdict(self)
         data["median_size"] = list(self.median_size)
         return data
 
 
 def vector_isa() -> str:
-    """"avx512", "avx2" or "other": the instruction set TensorFlow's CPU kernels will use."""
+    """"avx512", "avx2" or "other": the instruction set TensorFlow's CPU kernels will use.
+
+    Returns:
+        The name, from ``/proc/cpuinfo`` ("avx2" where there is none).
+    """
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
             flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
@@ -97,11 +111,18 @@ def machine_speed() -> dict:
     return {"isa": isa, "cores": cores, **speeds}
 
 
-def median_image_size(paths, sample=_SIZE_SAMPLE) -> tuple[int, int]:
+def median_image_size(paths: Iterable[str | os.PathLike], sample: int = _SIZE_SAMPLE) -> tuple[int, int]:
     """Median (width, height) of up to ``sample`` files spread over ``paths``, from headers only.
 
     Files that cannot be opened are skipped (the scan has already reported them); an
     empty or unreadable sample gives (0, 0).
+
+    Args:
+        paths: Image files.
+        sample: Most files opened, spread evenly over ``paths``.
+
+    Returns:
+        ``(width, height)``.
     """
     from PIL import Image
 
@@ -136,10 +157,16 @@ def _held_out_text(scan, num_train, validation_split):
             f"{MAX_VALIDATION_IMAGES:,} measure it as well, and the rest are left to learn from).")
 
 
-def recommended_validation_split(scan) -> float:
+def recommended_validation_split(scan: DatasetScan) -> float:
     """The share of training images to hold out: a fifth, at most ``MAX_VALIDATION_IMAGES``.
 
     A ``val/`` folder is used as it is, so nothing is held out then (0).
+
+    Args:
+        scan: The dataset.
+
+    Returns:
+        The share, 0-0.2.
     """
     if "val" in scan.splits:
         return 0.0
@@ -149,7 +176,7 @@ def recommended_validation_split(scan) -> float:
     return round(MAX_VALIDATION_IMAGES / num_train, 3)
 
 
-def recommend(scan, speed=None) -> Recommendation:
+def recommend(scan: DatasetScan, speed: dict[str, Any] | None = None) -> Recommendation:
     """Preset, image size and time budget for a scanned dataset on this machine.
 
     Args:

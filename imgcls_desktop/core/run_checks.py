@@ -9,15 +9,22 @@ rough, low-side figure meant to refuse the absurd (``--image-size 100000`` asked
 gigabytes and was killed by the kernel), never a run that would fit.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import TrainingError
-from .models import PRESETS, Augmentation, get_preset
+from .models import PRESETS, Augmentation, Preset, get_preset
+
+if TYPE_CHECKING:
+    from .dataset import DatasetScan
+    from .training import TrainingConfig
 
 # 1024 is the window's own limit. Above it one decoded image is 3 MB, a batch of 32 needs
 # gigabytes of activations even in the smallest network, and nothing gains from it: the
@@ -62,37 +69,45 @@ class MemoryEstimate:
     runtime_bytes: int = RUNTIME_BYTES
 
     @property
-    def total_bytes(self):
+    def total_bytes(self) -> int:
+        """Memory the run needs at its peak."""
         # Preparation ends before the first training step, so only the larger one counts.
         return self.runtime_bytes + self.decoded_bytes + max(self.preparation_bytes, self.training_bytes)
 
-    def largest_part(self):
+    def largest_part(self) -> str:
+        """What takes the most memory.
+
+        Returns:
+            "decoded images", "preparation" or "training step".
+        """
         parts = {"decoded images": self.decoded_bytes, "preparation": self.preparation_bytes,
                  "training step": self.training_bytes}
         return max(parts, key=lambda name: parts[name])
 
 
-def check_training_run(config, dataset=None, *, available_bytes=None, free_disk_bytes=None):
+def check_training_run(config: TrainingConfig | None, dataset: DatasetScan | str | os.PathLike | int | None = None,
+                       *, available_bytes: int | None = None,
+                       free_disk_bytes: int | None = None) -> MemoryEstimate | None:
     """Refuse a run whose settings are out of range or that cannot fit in this machine.
 
     Call it before any work: it reads the config and counts the images (a folder is listed,
     not decoded).
 
     Args:
-        config: the :class:`core.training.TrainingConfig` as the user gave it (``None``
+        config: The :class:`core.training.TrainingConfig` as the user gave it (``None``
             fields mean the preset's default), or None for the defaults.
-        dataset: what will be trained on: a ``DatasetScan``, a dataset folder, or the
+        dataset: What will be trained on: a ``DatasetScan``, a dataset folder, or the
             number of training and validation images; None checks the settings alone (the
             CLI does so before it scans the folder).
-        available_bytes: memory this run may use; None reads the machine's
+        available_bytes: Memory this run may use; None reads the machine's
             (:func:`available_memory_bytes`).
-        free_disk_bytes: free space where the decode cache goes; None measures it.
+        free_disk_bytes: Free space where the decode cache goes; None measures it.
 
     Returns:
-        The :class:`MemoryEstimate`, or None when ``num_images`` is None.
+        The :class:`MemoryEstimate`, or None when the number of images is unknown.
 
     Raises:
-        TrainingError: a setting is out of range (every such setting is named, with its
+        TrainingError: A setting is out of range (every such setting is named, with its
             allowed range), or the run needs more memory or disk than there is (the
             message says how much, and what to change).
     """
@@ -130,10 +145,15 @@ def check_training_run(config, dataset=None, *, available_bytes=None, free_disk_
     return estimate
 
 
-def setting_problems(config, preset=None):
+def setting_problems(config: TrainingConfig, preset: Preset | None = None) -> list[str]:
     """Each out-of-range setting of ``config`` as ``"what must be ... (got ...)"``.
 
-    ``preset`` None: bounds that depend on the preset take their loosest value.
+    Args:
+        config: The settings as the user gave them.
+        preset: The preset; None: bounds that depend on the preset take their loosest value.
+
+    Returns:
+        One sentence fragment per problem (empty when every setting is in range).
     """
     problems = []
     if preset is None:
@@ -191,16 +211,30 @@ def _count_images(dataset):
     return len(splits.get(dataset.training_split_name(), [])) + len(splits.get("val", []))
 
 
-def min_image_size(preset):
-    """The smallest image size the preset's network can take (see ``MIN_IMAGE_SIZE``)."""
+def min_image_size(preset: str | Preset) -> int:
+    """The smallest image size the preset's network can take (see ``MIN_IMAGE_SIZE``).
+
+    Args:
+        preset: A preset or its name.
+
+    Returns:
+        The side in pixels.
+    """
     preset = get_preset(preset)
     return MIN_IMAGE_SIZE.get(preset.architecture or preset.name, MIN_BACKBONE_IMAGE_SIZE)
 
 
-def estimate_memory(config, num_images):
+def estimate_memory(config: TrainingConfig, num_images: int) -> MemoryEstimate:
     """What a run of ``config`` on ``num_images`` images needs (see :class:`MemoryEstimate`).
 
     Nothing is allocated: this is arithmetic on the settings.
+
+    Args:
+        config: The settings (``None`` fields: the preset's defaults).
+        num_images: Training and validation images.
+
+    Returns:
+        The estimate.
     """
     from . import pipeline
 
@@ -239,8 +273,12 @@ def estimate_memory(config, num_images):
                           preparation_bytes=int(preparation), training_bytes=int(training))
 
 
-def available_memory_bytes():
-    """Memory a new run may use: ``MemAvailable``, capped by a cgroup limit; None if unknown."""
+def available_memory_bytes() -> int | None:
+    """Memory a new run may use: ``MemAvailable``, capped by a cgroup limit; None if unknown.
+
+    Returns:
+        Bytes, or None.
+    """
     available = None
     try:
         with open("/proc/meminfo", encoding="ascii") as handle:

@@ -9,16 +9,22 @@ model, fit it (:mod:`core.fit_loop`; a transfer model's head on stored features,
 (:mod:`core.job_clock`).
 """
 
+from __future__ import annotations
+
 import math
+import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from .. import __version__
 from . import distribute
 from .backend import keras_module, versions
-from .dataset import scan_dataset, split_train_validation
+from .dataset import DatasetScan, scan_dataset, split_train_validation
 from .defaults import DEFAULT_SEED
 from .errors import TrainingError
 from .head_features import head_features
@@ -66,8 +72,13 @@ class TrainingConfig:
     # Where to train (issue 14): "auto", "off", "mirrored" or "multi-worker"; see core.distribute.
     distribute: str = "auto"
 
-    def resolved(self):
-        """A copy with every preset default filled in."""
+    def resolved(self) -> TrainingConfig:
+        """A copy with every preset default filled in.
+
+        Returns:
+            A new config whose epochs, batch size, learning rate, image size and
+            augmentation are set.
+        """
         preset = get_preset(self.preset)
         return replace(
             self,
@@ -78,7 +89,12 @@ class TrainingConfig:
             augmentation=self.augmentation if self.augmentation is not None else preset.augmentation,
         )
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (the model's metadata records it).
+
+        Returns:
+            The fields, ``augmentation`` as its own dict.
+        """
         data = asdict(self)
         if self.augmentation is not None:
             data["augmentation"] = self.augmentation.to_dict()
@@ -104,7 +120,9 @@ class TrainingProgress:
 
 @dataclass
 class TrainingResult:
-    model: object
+    """What :func:`train` returns: the model with its best weights, and how training went."""
+
+    model: Any  # a keras.Model
     class_names: list
     history: dict
     epochs_run: int
@@ -116,8 +134,16 @@ class TrainingResult:
     metadata: dict
     skipped_files: list  # (path, reason) of files that failed to decode at training time
 
-    def summary(self, model_path=None):
-        """The ``train --json`` document."""
+    def summary(self, model_path: str | os.PathLike | None = None) -> dict[str, Any]:
+        """The ``train --json`` document.
+
+        Args:
+            model_path: Where the model was saved, or None.
+
+        Returns:
+            ``model``, ``class_names``, ``epochs_run``, ``best_val_accuracy``, ``seconds``
+            and ``history``.
+        """
         return {
             "model": str(model_path) if model_path else None,
             "class_names": list(self.class_names),
@@ -128,11 +154,19 @@ class TrainingResult:
         }
 
 
-def fit_batch_size(preset_batch_size, num_train_images, min_steps=16):
+def fit_batch_size(preset_batch_size: int, num_train_images: float, min_steps: int = 16) -> int:
     """The preset's batch size, halved until an epoch has ``min_steps`` steps (not below 16).
 
     A 400-image sample at batch 128 gets 4 steps an epoch: BatchNorm statistics and the
     schedule then have too few steps to settle, and validation accuracy collapses.
+
+    Args:
+        preset_batch_size: The batch size to start from.
+        num_train_images: Training images per epoch.
+        min_steps: The fewest steps an epoch should have.
+
+    Returns:
+        The batch size.
     """
     batch_size = preset_batch_size
     while batch_size > 16 and num_train_images / batch_size < min_steps:
@@ -163,7 +197,10 @@ class _Fitted:
     planned_after_fit: float = 0.0  # what the plan set aside for the work after the fit
 
 
-def train(dataset, config=None, *, on_progress=None, stop_event=None, started_at=None, evaluated_after=False):
+def train(dataset: str | os.PathLike | DatasetScan, config: TrainingConfig | None = None, *,
+          on_progress: Callable[[TrainingProgress], None] | None = None,
+          stop_event: threading.Event | None = None, started_at: float | None = None,
+          evaluated_after: bool = False) -> TrainingResult:
     """Train a classifier on a class-folder dataset.
 
     Args:
