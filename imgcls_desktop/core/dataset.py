@@ -8,6 +8,8 @@ listed as a :class:`Problem` with its reason; nothing is dropped silently.
 import hashlib
 import math
 import os
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,7 +73,11 @@ class DatasetScan:
     warnings: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Usable images per split per class, classes with none included as 0."""
+        """Usable images per split per class, classes with none included as 0.
+
+        Returns:
+            ``{split: {class name: count}}``.
+        """
         result = {}
         for split, items in self.splits.items():
             per_class = dict.fromkeys(self.class_names, 0)
@@ -86,11 +92,19 @@ class DatasetScan:
         return sum(len(items) for items in self.splits.values())
 
     def training_split_name(self) -> str:
-        """The split training reads: ``"all"`` (flat) or ``"train"`` (split)."""
+        """The split training reads.
+
+        Returns:
+            ``"all"`` (flat) or ``"train"`` (split).
+        """
         return "all" if self.layout == "flat" else "train"
 
     def evaluation_split_name(self) -> str | None:
-        """``"test"`` if present, else ``"val"`` if present, else None."""
+        """The split evaluation reads when nothing else decides.
+
+        Returns:
+            ``"test"`` if present, else ``"val"`` if present, else None.
+        """
         for name in ("test", "val"):
             if name in self.splits:
                 return name
@@ -100,6 +114,9 @@ class DatasetScan:
         """A stable hex digest of the usable files (relative path, size, mtime) and class names.
 
         Stats the files now, so a later call tells whether the dataset changed on disk.
+
+        Returns:
+            64 hex digits (SHA-256).
         """
         digest = hashlib.sha256()
         digest.update("\0".join(self.class_names).encode("utf-8", "surrogatepass"))
@@ -117,18 +134,28 @@ class DatasetScan:
         return digest.hexdigest()
 
     def imbalance(self) -> float:
-        """Largest over smallest class count in the training split (inf if a class has none)."""
+        """Largest over smallest class count in the training split.
+
+        Returns:
+            The ratio (``math.inf`` if a class has none).
+        """
         counts = list(self.counts().get(self.training_split_name(), {}).values())
         if not counts or min(counts) == 0:
             return math.inf
         return max(counts) / min(counts)
 
-    def balance_note(self, threshold=3.0) -> str | None:
-        """One line on class balance for people, or None when the largest class is at most
-        ``threshold`` times the smallest.
+    def balance_note(self, threshold: float = 3.0) -> str | None:
+        """One line on class balance for people.
 
         A class with no usable training image is named with the reason (its folder could
         not be read, or all its files were problems) instead of an infinite ratio.
+
+        Args:
+            threshold: Largest-over-smallest ratio still called balanced.
+
+        Returns:
+            The line, or None when the largest class is at most ``threshold`` times the
+            smallest.
         """
         split = self.training_split_name()
         counts = self.counts().get(split, {})
@@ -152,7 +179,12 @@ class DatasetScan:
         return f"'{name}' (no image files in {folder})"
 
     def to_dict(self) -> dict:
-        """The JSON summary the CLI prints and the GUI shows."""
+        """The JSON summary the CLI prints and the GUI shows.
+
+        Returns:
+            ``root``, ``layout``, ``class_names``, ``splits`` (counts), ``num_images``,
+            ``problems``, ``duplicates`` and ``warnings``.
+        """
         return {
             "root": str(self.root),
             "layout": self.layout,
@@ -311,11 +343,14 @@ def _find_class_folders(root, visited, problems):
     return split_folders, class_folders
 
 
-def find_class_folders(root) -> dict[str, list[Path]]:
+def find_class_folders(root: str | os.PathLike) -> dict[str, list[Path]]:
     """The class folders of the dataset at ``root``, by the same rule :func:`scan_dataset` applies.
 
     Reads folder listings only, never an image. A link back to the root (or to a folder
     already found) is not a class, exactly as the scanner skips it.
+
+    Args:
+        root: The dataset folder.
 
     Returns:
         ``{"all": [folders]}`` for the flat layout; ``{"train": [...], "val": [...],
@@ -328,7 +363,9 @@ def find_class_folders(root) -> dict[str, list[Path]]:
     return _find_class_folders(root, {_dir_key(root)}, [])[1]
 
 
-def scan_dataset(root, *, validate=True, find_duplicates=True, on_progress=None, stop_event=None) -> DatasetScan:
+def scan_dataset(root: str | os.PathLike, *, validate: bool = True, find_duplicates: bool = True,
+                 on_progress: Callable[[int, int], None] | None = None,
+                 stop_event: threading.Event | None = None) -> DatasetScan:
     """Scan a dataset folder: find classes and images, validate them, find duplicates.
 
     Args:
@@ -412,11 +449,17 @@ def scan_dataset(root, *, validate=True, find_duplicates=True, on_progress=None,
                        warnings=case_collisions(class_names))
 
 
-def case_collisions(class_names) -> list[str]:
+def case_collisions(class_names: Iterable[str]) -> list[str]:
     """One warning per group of class names that differ only in letter case (``Cat``, ``cat``).
 
     Linux keeps them apart; Windows and macOS (case-insensitive file systems) make them one
     folder, so the dataset changes meaning when it is copied there.
+
+    Args:
+        class_names: The class folder names.
+
+    Returns:
+        One sentence per colliding group (empty when there is none).
     """
     groups: dict[str, list[str]] = {}
     for name in class_names:
@@ -440,6 +483,9 @@ def _problems_under(scan, folder_text):
 
 def check_trainable(scan: DatasetScan) -> None:
     """Refuse, with a message saying what is missing, a scan that training cannot use.
+
+    Args:
+        scan: The dataset scan.
 
     Raises:
         DatasetError: Fewer than two classes have usable images in the training split,
@@ -466,8 +512,8 @@ def check_trainable(scan: DatasetScan) -> None:
             f"Add images to that folder or remove it.")
 
 
-def split_train_validation(scan: DatasetScan, validation_split=0.2,
-                           seed=DEFAULT_SEED) -> tuple[list[ImageItem], list[ImageItem]]:
+def split_train_validation(scan: DatasetScan, validation_split: float = 0.2,
+                           seed: int = DEFAULT_SEED) -> tuple[list[ImageItem], list[ImageItem]]:
     """Split the training images into training and validation lists.
 
     A ``val`` split folder, when present, is used as-is and ``validation_split`` is
@@ -528,7 +574,7 @@ def split_train_validation(scan: DatasetScan, validation_split=0.2,
     return training, validation
 
 
-def collect_image_files(inputs) -> list[Path]:
+def collect_image_files(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
     """Expand files and folders given for prediction into a list of files.
 
     Files are kept as given (even unsupported or missing ones, so the caller can

@@ -6,15 +6,23 @@ copes with photos a little worse than its test set, class by class.
 :func:`graded_corruptions` gives each kind of change at three severities (the window's check).
 """
 
+from __future__ import annotations
+
 import io
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from .errors import Cancelled, DatasetError, ImageError
 from .images import load_image
+
+if TYPE_CHECKING:
+    from .dataset import ImageItem
+    from .model_io import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -27,7 +35,16 @@ class Corruption:
     family: str = ""  # the kind of change, shared by its severities ("": use the name)
     severity: int = 0  # 1 (mild) .. len(SEVERITIES[family]) (harsh); 0 when not graded
 
-    def apply(self, pixels, index=0):
+    def apply(self, pixels: np.ndarray, index: int = 0) -> np.ndarray:
+        """Apply the change to one image.
+
+        Args:
+            pixels: ``(h, w, 3)`` uint8 RGB.
+            index: The image's place in its batch (rotation alternates its direction by it).
+
+        Returns:
+            ``(h, w, 3)`` uint8 RGB, the same size (resized back if the change resized it).
+        """
         image = Image.fromarray(np.asarray(pixels, dtype=np.uint8), "RGB")
         changed = self.function(image, index)
         if changed.size != image.size:
@@ -35,28 +52,60 @@ class Corruption:
         return np.asarray(changed.convert("RGB"), dtype=np.uint8)
 
 
-def gaussian_blur(relative_radius=1 / 32, name="blur"):
-    """Gaussian blur whose radius is ``relative_radius`` of the shorter side (at least 0.5 px)."""
+def gaussian_blur(relative_radius: float = 1 / 32, name: str = "blur") -> Corruption:
+    """Gaussian blur whose radius is ``relative_radius`` of the shorter side (at least 0.5 px).
+
+    Args:
+        relative_radius: The radius as a fraction of the shorter side.
+        name: The corruption's name.
+
+    Returns:
+        The :class:`Corruption`.
+    """
     def blur(image, _index):
         radius = max(0.5, relative_radius * min(image.size))
         return image.filter(ImageFilter.GaussianBlur(radius))
     return Corruption(name, f"blur ({relative_radius:.3g} of the side)", blur)
 
 
-def brightness(factor, name) -> Corruption:
-    """Brightness times ``factor`` (above 1 brighter, below 1 darker)."""
+def brightness(factor: float, name: str) -> Corruption:
+    """Brightness times ``factor`` (above 1 brighter, below 1 darker).
+
+    Args:
+        factor: The brightness factor.
+        name: The corruption's name.
+
+    Returns:
+        The :class:`Corruption`.
+    """
     return Corruption(name, f"brightness x{factor:g}",
                       lambda image, _index: ImageEnhance.Brightness(image).enhance(factor))
 
 
-def contrast(factor, name="contrast") -> Corruption:
-    """Contrast times ``factor`` (below 1: flatter)."""
+def contrast(factor: float, name: str = "contrast") -> Corruption:
+    """Contrast times ``factor`` (below 1: flatter).
+
+    Args:
+        factor: The contrast factor.
+        name: The corruption's name.
+
+    Returns:
+        The :class:`Corruption`.
+    """
     return Corruption(name, f"contrast x{factor:g}",
                       lambda image, _index: ImageEnhance.Contrast(image).enhance(factor))
 
 
-def jpeg(quality=20, name="jpeg") -> Corruption:
-    """A JPEG round trip at ``quality`` (1-95)."""
+def jpeg(quality: int = 20, name: str = "jpeg") -> Corruption:
+    """A JPEG round trip at ``quality`` (1-95).
+
+    Args:
+        quality: The JPEG quality.
+        name: The corruption's name.
+
+    Returns:
+        The :class:`Corruption`.
+    """
     def compress(image, _index):
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=quality)
@@ -66,8 +115,16 @@ def jpeg(quality=20, name="jpeg") -> Corruption:
     return Corruption(name, f"JPEG quality {quality}", compress)
 
 
-def rotation(degrees=10.0, name="rotate"):
-    """Rotation by +degrees and -degrees on alternate images; corners filled with the mean colour."""
+def rotation(degrees: float = 10.0, name: str = "rotate") -> Corruption:
+    """Rotation by +degrees and -degrees on alternate images; corners filled with the mean colour.
+
+    Args:
+        degrees: The angle.
+        name: The corruption's name.
+
+    Returns:
+        The :class:`Corruption`.
+    """
     def rotate(image, index):
         fill = tuple(int(v) for v in np.asarray(image).reshape(-1, 3).mean(axis=0))
         angle = degrees if index % 2 == 0 else -degrees
@@ -75,8 +132,16 @@ def rotation(degrees=10.0, name="rotate"):
     return Corruption(name, f"rotation ±{degrees:g}°", rotate)
 
 
-def downscale(factor=2, name="downscale") -> Corruption:
-    """Shrunk by ``factor`` and enlarged back: the detail of a smaller photo."""
+def downscale(factor: float = 2, name: str = "downscale") -> Corruption:
+    """Shrunk by ``factor`` and enlarged back: the detail of a smaller photo.
+
+    Args:
+        factor: How much smaller (whole or not: 1.5 gives whole pixels too).
+        name: The corruption's name.
+
+    Returns:
+        The :class:`Corruption`.
+    """
     def shrink(image, _index):
         # int(a / b), not a // b: the same for whole factors, and 1.5 gives whole pixels too.
         small = image.resize((max(1, int(image.width / factor)), max(1, int(image.height / factor))),
@@ -106,7 +171,7 @@ def _corruption(family, severity, name):
     return Corruption(made.name, made.title, made.function, family, severity)
 
 
-def graded_corruptions(families=None):
+def graded_corruptions(families: Iterable[str] | None = None) -> list[Corruption]:
     """Every family of :data:`SEVERITIES` at each of its severities, named ``"family-N"``.
 
     Args:
@@ -116,7 +181,7 @@ def graded_corruptions(families=None):
         A list of :class:`Corruption` with ``family`` and ``severity`` set.
 
     Raises:
-        DatasetError: a family is not one of :data:`SEVERITIES`.
+        DatasetError: A family is not one of :data:`SEVERITIES`.
     """
     chosen = list(SEVERITIES) if families is None else list(families)
     unknown = [family for family in chosen if family not in SEVERITIES]
@@ -146,8 +211,10 @@ def _resolve(corruptions):
     return resolved
 
 
-def robustness_report(loaded, items, class_names, corruptions=DEFAULT_CORRUPTIONS, *,
-                      batch_size=64, on_progress=None, stop_event=None):
+def robustness_report(loaded: LoadedModel, items: Sequence[ImageItem], class_names: Sequence[str],
+                      corruptions: Iterable[Corruption | str] = DEFAULT_CORRUPTIONS, *,
+                      batch_size: int = 64, on_progress: Callable[[int, int], None] | None = None,
+                      stop_event: threading.Event | None = None) -> dict[str, Any]:
     """Accuracy, overall and per class, on clean and corrupted copies of ``items``.
 
     Args:
@@ -155,6 +222,7 @@ def robustness_report(loaded, items, class_names, corruptions=DEFAULT_CORRUPTION
         items: :class:`dataset.ImageItem` list (labels index ``class_names``).
         class_names: The dataset's class names; matched to the model's by name.
         corruptions: :class:`Corruption` objects or names from ``CORRUPTIONS_BY_NAME``.
+        batch_size: Images per call of the model.
         on_progress: Optional ``callable(done, total)`` over (conditions x images).
         stop_event: Optional ``threading.Event``; when set, raises :class:`errors.Cancelled`.
 
@@ -163,10 +231,14 @@ def robustness_report(loaded, items, class_names, corruptions=DEFAULT_CORRUPTION
         "severity", "accuracy", "per_class": {class: accuracy or None}, "drop"}], "errors":
         [{"path", "reason"}]}``; the first condition is ``"clean"``; ``drop`` is clean
         accuracy minus this one; ``family`` is the name and ``severity`` 0 for ungraded ones.
+
+    Raises:
+        DatasetError: An unknown corruption, classes the model does not know, or no usable image.
+        Cancelled: ``stop_event`` was set.
     """
     from .inference import Predictor
 
-    corruptions = _resolve(corruptions)
+    resolved: list[Corruption] = _resolve(corruptions)
     model_index = {name: i for i, name in enumerate(loaded.class_names)}
     unknown = sorted({class_names[item.label] for item in items} - set(model_index))
     if unknown:
@@ -184,10 +256,10 @@ def robustness_report(loaded, items, class_names, corruptions=DEFAULT_CORRUPTION
         raise DatasetError("No usable images to check robustness on.")
     label_array = np.asarray(labels, dtype=np.int64)
     predictor = Predictor(loaded, batch_size=batch_size)
-    conditions = [Corruption("clean", "clean (no change)", lambda image, _index: image)] + corruptions
+    conditions = [Corruption("clean", "clean (no change)", lambda image, _index: image)] + resolved
     total = len(conditions) * len(pixels)
     done = 0
-    rows = []
+    rows: list[dict[str, Any]] = []
     for condition in conditions:
         predicted = []
         for start in range(0, len(pixels), batch_size):
@@ -203,7 +275,7 @@ def robustness_report(loaded, items, class_names, corruptions=DEFAULT_CORRUPTION
             if on_progress is not None:
                 on_progress(done, total)
         correct = np.concatenate(predicted) == label_array
-        per_class = {}
+        per_class: dict[str, float | None] = {}
         for index, name in enumerate(loaded.class_names):
             mask = label_array == index
             per_class[name] = round(float(correct[mask].mean()), 6) if mask.any() else None
@@ -217,8 +289,15 @@ def robustness_report(loaded, items, class_names, corruptions=DEFAULT_CORRUPTION
             "conditions": rows, "errors": errors}
 
 
-def format_table(report):
-    """The report as a plain-text table: rows are conditions, columns overall + per class."""
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a plain-text table: rows are conditions, columns overall + per class.
+
+    Args:
+        report: What :func:`robustness_report` returned.
+
+    Returns:
+        The table, one line per condition.
+    """
     names = report["class_names"]
     width = max([10] + [len(name[:12]) + 2 for name in names])
     lines = [f"{'condition':12s}{'overall':>9s}" + "".join(f"{name[:12]:>{width}s}" for name in names)]
