@@ -26,6 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+from imgcls_desktop.core.defaults import DEFAULT_SEED  # noqa: E402  (after the path is set)
 
 # Field replacements on the fast_cnn preset. "default" is the preset as shipped; a
 # variant with "base" starts from another variant's fields.
@@ -105,7 +106,7 @@ def main(argv=None):
     parser.add_argument("--variants", nargs="+", default=["default"])
     parser.add_argument("--budget", type=float, default=600, help="training seconds per run")
     parser.add_argument("--epochs", type=int, default=None, help="train a fixed number of epochs instead")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1337])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[DEFAULT_SEED])
     parser.add_argument("--tag", default="", help="added to the results file name")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--from-logs", nargs="+", type=Path, metavar="LOG",

@@ -28,6 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from imgcls_desktop.core.defaults import DEFAULT_SEED  # noqa: E402  (after the path is set)
 
 ARCHIVES = {"cifar10": "cifar10-jpg.tar.gz", "trashnet": "trashnet-jpg.tar.gz"}
 
@@ -104,7 +105,7 @@ def main(argv=None):
                         "efficientnet_lite0 if the app has it, else fast_cnn (TrashNet)")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--budget", type=float, default=150.0, help="training seconds (default 150)")
-    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--reuse", action="store_true",
                         help="skip training: refit the rules on the features the last run saved")
     args = parser.parse_args(argv)

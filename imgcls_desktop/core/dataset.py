@@ -197,10 +197,6 @@ class DatasetScan:
         }
 
 
-# The window and the engine process still catch the scan's cancellation by this name.
-ScanCancelled = Cancelled
-
-
 def _check_stop(stop_event):
     if stop_event is not None and stop_event.is_set():
         raise Cancelled("dataset scan cancelled")

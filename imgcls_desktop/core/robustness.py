@@ -309,25 +309,72 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def robustness_figure(report, figure=None):
-    """A grouped bar chart of the report on a matplotlib ``Figure`` (no pyplot)."""
+SEVERITY_NAMES = {0: "—", 1: "mild", 2: "medium", 3: "harsh"}
+
+
+def draw_robustness_chart(figure: Any, report: dict[str, Any]) -> dict[str, Any]:
+    """Accuracy under each corruption on ``figure``, the clean accuracy as a dashed line.
+
+    The one chart of a robustness report, for ``imgcls robustness --chart`` and the window.
+    When a family was checked at several severities (the window's graded check), each family
+    is a line against severity; otherwise (``imgcls robustness``'s one severity per family,
+    or corruptions of your own) each corruption is a bar. Per-class figures are in the table.
+
+    Args:
+        figure: A matplotlib ``Figure``; it is cleared first.
+        report: What :func:`robustness_report` returned.
+
+    Returns:
+        ``{family or corruption name: artist}`` plus ``"clean"`` (a ``Line2D``), for tests
+        and callers that restyle them.
+    """
+    figure.clear()
+    axes = figure.add_subplot()
+    artists: dict[str, Any] = {}
+    clean = report["conditions"][0]["accuracy"]
+    corrupted = report["conditions"][1:]
+    families: dict[str, list[tuple[int, float]]] = {}
+    for row in corrupted:
+        families.setdefault(row.get("family") or row["name"], []).append(
+            (row.get("severity") or 0, row["accuracy"]))
+    graded = all(row.get("severity") for row in corrupted) and any(len(p) > 1 for p in families.values())
+    if graded:
+        for family, points in families.items():
+            severities, accuracies = zip(*sorted(points))
+            (artists[family],) = axes.plot(severities, accuracies, marker="o", label=family)
+        ticks = sorted({severity for points in families.values() for severity, _ in points})
+        axes.set_xticks(ticks, [SEVERITY_NAMES.get(s, str(s)) for s in ticks])
+        axes.set_xlim(ticks[0] - 0.25, ticks[-1] + 0.25)
+        axes.set_xlabel("severity")
+    else:
+        names = [row["name"] for row in corrupted]
+        positions = np.arange(len(names))
+        bars = axes.bar(positions, [row["accuracy"] for row in corrupted], 0.6, color="tab:blue")
+        artists.update(zip(names, bars))
+        axes.set_xticks(positions, names, rotation=30, ha="right")
+    artists["clean"] = axes.axhline(clean, color="black", linestyle="--", linewidth=1.2,
+                                    label=f"clean ({clean:.0%})")
+    axes.set_ylim(0, 1.05)
+    axes.set_ylabel("accuracy")
+    split = report.get("split") or ""
+    axes.set_title(f"Accuracy on {report['num_images']} {split} images".replace("  ", " "))
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return artists
+
+
+def robustness_figure(report: dict[str, Any], figure: Any = None) -> Any:
+    """:func:`draw_robustness_chart` on a new matplotlib ``Figure`` (no pyplot), for saving.
+
+    Args:
+        report: What :func:`robustness_report` returned.
+        figure: A ``Figure`` to draw on (default: a new 8x4 inch one).
+
+    Returns:
+        The ``Figure``.
+    """
     from matplotlib.figure import Figure
 
     figure = figure or Figure(figsize=(8, 4), layout="constrained")
-    figure.clear()
-    axes = figure.add_subplot()
-    conditions = [row["name"] for row in report["conditions"]]
-    series = [("overall", [row["accuracy"] for row in report["conditions"]])]
-    for name in report["class_names"]:
-        series.append((name, [row["per_class"][name] if row["per_class"][name] is not None else np.nan
-                              for row in report["conditions"]]))
-    positions = np.arange(len(conditions))
-    bar_width = 0.8 / len(series)
-    for offset, (label, values) in enumerate(series):
-        axes.bar(positions + (offset - (len(series) - 1) / 2) * bar_width, values, bar_width, label=label)
-    axes.set_xticks(positions, conditions, rotation=30, ha="right")
-    axes.set_ylim(0, 1.05)
-    axes.set_ylabel("accuracy")
-    axes.set_title(f"Robustness on {report['num_images']} images")
-    axes.legend(fontsize="small", ncols=min(4, len(series)))
+    draw_robustness_chart(figure, report)
     return figure

@@ -107,9 +107,9 @@ class Server:
             self._fail(request_id, KeyError(f"unknown engine task {message.get('task')!r}"), "")
             return
         if stop_event.is_set() or self.closed.is_set():
-            from ..core.dataset import ScanCancelled
+            from ..core.errors import Cancelled
 
-            self._fail(request_id, ScanCancelled("cancelled before it started"), "")
+            self._fail(request_id, Cancelled("cancelled before it started"), "")
             return
         for key, value in (message.get("env") or {}).items():
             if key.startswith(_ENV_PREFIX):

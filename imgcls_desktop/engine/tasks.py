@@ -135,8 +135,9 @@ def train(context, scan, config, autosave_folder, started_at=None, max_events_pe
     from ..core import training
     from ..core.history import assign_run_id
     from ..core.model_io import from_training, save_model as save
+    from ..core.training_config_io import training_config_from_dict
 
-    config = config_from_dict(config)
+    config = training_config_from_dict(config)  # the window's settings, checked as untrusted
     counts = {"forwarded": 0, "dropped": 0}
     last = [-1e9]
 
@@ -215,19 +216,6 @@ def augmentation_preview(context, paths, image_size, augmentation, seed=0):
 
     images = np.stack([load_image(path, (image_size, image_size)) for path in paths])
     return preview(images, augmentation, count=len(paths), seed=seed)
-
-
-def config_from_dict(data):
-    """A ``TrainingConfig`` from its ``to_dict()`` (the augmentation back as an object)."""
-    from ..core.models import Augmentation
-    from ..core.training import TrainingConfig
-
-    if isinstance(data, TrainingConfig):
-        return data
-    data = dict(data)
-    if isinstance(data.get("augmentation"), dict):
-        data["augmentation"] = Augmentation(**data["augmentation"])
-    return TrainingConfig(**data)
 
 
 TASKS = {function.__name__: function for function in (

@@ -32,7 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import DatasetError
+from ..core.errors import Cancelled, DatasetError
+from ..core.paths import relative_posix
 from ..resources import dataset_display_name
 from ._qt import named
 from .class_chart import ClassCountChart
@@ -291,13 +292,11 @@ class DatasetBrowser(QWidget):
 
     @Slot(object, str)
     def _on_scan_failed(self, exc, details):
-        from ..core.dataset import ScanCancelled  # loaded by the scan already
-
         if not self._is_current():
             return
         self._scan_job = None
         self.progress_row.hide()
-        if isinstance(exc, ScanCancelled):  # cancelled from outside (stop_background_work)
+        if isinstance(exc, Cancelled):  # cancelled from outside (stop_background_work)
             self.status_label.setText("Scan cancelled")
             return
         message = str(exc) if isinstance(exc, DatasetError) else f"{type(exc).__name__}: {exc}"
@@ -349,7 +348,7 @@ class DatasetBrowser(QWidget):
     def _show_problems(self, scan):
         self.problem_table.setRowCount(len(scan.problems))
         for row, problem in enumerate(scan.problems):
-            for column, text in enumerate((_relative_text(problem.path, scan.root), problem.reason)):
+            for column, text in enumerate((relative_posix(problem.path, scan.root), problem.reason)):
                 item = QTableWidgetItem(text)
                 item.setData(_PATH_ROLE, problem.path)
                 item.setToolTip(problem.path if column == 0 else text)
@@ -357,7 +356,7 @@ class DatasetBrowser(QWidget):
         for number, group in enumerate(scan.duplicates, start=1):
             parent = QTreeWidgetItem([f"Group {number}: {len(group)} identical files"])
             for path in group:
-                child = QTreeWidgetItem([_relative_text(path, scan.root)])
+                child = QTreeWidgetItem([relative_posix(path, scan.root)])
                 child.setData(0, _PATH_ROLE, path)
                 child.setToolTip(0, path)
                 parent.addChild(child)
@@ -443,10 +442,4 @@ class DatasetBrowser(QWidget):
         """Open ``path`` in the system viewer (tests replace this)."""
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
-
-def _relative_text(path, root):
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 

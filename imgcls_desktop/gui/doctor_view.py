@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import ImgclsError
+from ..core.errors import Cancelled, ImgclsError
+from ..core.paths import relative_posix
 from . import engine
 from ._qt import named
 from .jobs import Job, JobRunner
@@ -55,12 +56,6 @@ def _table(name, headers):
     table.horizontalHeader().setStretchLastSection(True)
     return table
 
-
-def _relative(path, root):
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def _check(scan, on_progress=None, stop_event=None):
@@ -363,13 +358,11 @@ class DoctorView(QWidget):
 
     @Slot(object, str)
     def _on_check_failed(self, exc, details):
-        from ..core.dataset import ScanCancelled  # not at import: numpy loads after the window shows
-
         if not self._current(self._check_job):
             return
         self._check_job = None
         self.check_row.set_running(False)
-        if isinstance(exc, ScanCancelled):
+        if isinstance(exc, Cancelled):
             self.summary_label.setText("Check cancelled.")
         else:
             self.summary_label.setText(f"Check failed: {exc}")
@@ -428,12 +421,12 @@ class DoctorView(QWidget):
             splits = sorted(set(group["splits"]))
             if len(splits) > 1:
                 lines.append(f"splits {', '.join(splits)}")
-            files = "\n".join(_relative(path, root) for path in group["paths"])
+            files = "\n".join(relative_posix(path, root) for path in group["paths"])
             self._add_strip_row(self.duplicate_table, group["paths"], "\n".join(lines), files)
         for leak in leaks:
             relation = "same class" if leak["same_class"] else "different classes"
             closeness = "exact copy" if leak["exact"] else f"distance {leak['distance']}"
-            text = (f"{_relative(leak['train'], root)}\n~ {_relative(leak['other'], root)}\n"
+            text = (f"{relative_posix(leak['train'], root)}\n~ {relative_posix(leak['other'], root)}\n"
                     f"{leak['other_split']} split, {closeness}, {relation}")
             self._add_strip_row(self.leakage_table, [leak["train"], leak["other"]], text, text)
         self.duplicates_group.setTitle(f"Duplicates and near-duplicates ({len(groups)})" if report
@@ -510,13 +503,11 @@ class DoctorView(QWidget):
 
     @Slot(object, str)
     def _on_search_failed(self, exc, details):
-        from ..core.dataset import ScanCancelled
-
         if not self._current(self._search_job):
             return
         self._search_job = None
         self.search_row.set_running(False)
-        if isinstance(exc, ScanCancelled):
+        if isinstance(exc, Cancelled):
             self.mislabel_label.setText("Search cancelled.")
         else:
             self.mislabel_label.setText(f"Search failed: {exc}")
@@ -532,7 +523,7 @@ class DoctorView(QWidget):
         for suspect in self._suspects:
             row = table.rowCount()
             table.insertRow(row)
-            texts = ("", _relative(suspect.path, root), suspect.folder_class, suspect.predicted_class,
+            texts = ("", relative_posix(suspect.path, root), suspect.folder_class, suspect.predicted_class,
                      f"{suspect.confidence:.0%}")
             for column, text in enumerate(texts):
                 item = QTableWidgetItem(text)

@@ -17,15 +17,11 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from PySide6.QtCore import QObject, Signal, Slot
 
 _general = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imgcls-job")
-# Jobs that touch a Keras model run one at a time: saving a model (h5py) while another
-# thread traces it has deadlocked TensorFlow.
+# Jobs for the engine process queue here one behind another, as the engine runs them one at
+# a time: a job cancelled while it waits never reaches the engine.
 _engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgcls-engine")
 _futures = set()
 _futures_lock = threading.Lock()
-# Held while any thread builds, traces or runs a Keras model: engine jobs and the training
-# thread. TensorFlow segfaulted when a model was loaded on one thread while fit() traced on
-# another (seen once in five full test runs).
-engine_lock = threading.RLock()
 
 
 class _JobSignals(QObject):
@@ -41,7 +37,7 @@ class Job:
     If the function accepts ``on_progress``/``stop_event`` keyword arguments, pass
     ``with_progress=True`` and they are supplied: progress arrives as ``progressed(done,
     total)`` and :meth:`cancel` sets the stop event. ``uses_engine=True`` queues the job
-    behind every other job that uses a TensorFlow model.
+    behind every other job for the engine process.
     """
 
     def __init__(self, function, *args, with_progress=False, uses_engine=False, **kwargs):
@@ -60,11 +56,7 @@ class Job:
 
     def run(self):
         try:
-            if self.uses_engine:
-                with engine_lock:
-                    result = self.function(*self.args, **self.kwargs)
-            else:
-                result = self.function(*self.args, **self.kwargs)
+            result = self.function(*self.args, **self.kwargs)
         except BaseException as exc:  # every failure must reach the GUI, never kill the worker
             self.signals.failed.emit(exc, traceback.format_exc())
         else:

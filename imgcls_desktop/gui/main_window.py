@@ -64,8 +64,6 @@ class MainWindow(QMainWindow):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("mainWindow")
-        self.setWindowTitle(f"{APP_NAME} — image classifier trainer")
-        self.setAcceptDrops(True)
         self.jobs = JobRunner(self)
         from .session import Session
 
@@ -74,14 +72,32 @@ class MainWindow(QMainWindow):
         self._retrain_root = None  # the folder whose rescan starts training (Retrain on corrected folder)
         self.versions = None
         self.state = ModelState(self, self.jobs, self.session)
+        self._build()
+        self._build_actions()
+        self._connect()
+        self.history.attach(self)  # records every training run of this window
+        self._restore_settings()
 
+    @property
+    def scan(self):
+        """The open dataset's scan (``session.scan``), or None."""
+        return self.session.scan
+
+    @scan.setter
+    def scan(self, scan):
+        self.session.set_scan(scan)
+
+    # -- construction -------------------------------------------------------------------
+    def _build(self):
+        self.setWindowTitle(f"{APP_NAME} — image classifier trainer")
+        self.setAcceptDrops(True)
         self.tabs = QTabWidget(self)
         self.tabs.setObjectName("mainTabs")
         self.browser = DatasetBrowser(self)
         self.training = TrainingPanel(self)
         self.evaluation = EvaluationView(self)
         # Robustness is a sub-tab of Evaluate: the step views keep Alt+1..4.
-        self.robustness = RobustnessView(self, config_source=self.training.config)
+        self.robustness = RobustnessView(self)
         self.evaluate_tabs = QTabWidget(self)
         self.evaluate_tabs.setObjectName("evaluateTabs")
         self.evaluate_tabs.addTab(self.evaluation, "Results")
@@ -98,21 +114,6 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.engine_label)
         self.prediction.set_model(None, "Train a model or open a .keras file to classify images.")
 
-        self._build_actions()
-        self._connect()
-        self.history.attach(self)  # records every training run of this window
-        self._restore_settings()
-
-    @property
-    def scan(self):
-        """The open dataset's scan (``session.scan``), or None."""
-        return self.session.scan
-
-    @scan.setter
-    def scan(self, scan):
-        self.session.set_scan(scan)
-
-    # -- construction -------------------------------------------------------------------
     def _action(self, text, slot, shortcut=None, tip=""):
         action = QAction(text, self)
         if shortcut:
@@ -425,7 +426,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_training_succeeded(self, result):
-        self.state.adopt_training_result(result, self.scan, self.training.config())
+        self.state.adopt_training_result(result, self.scan)
 
     @Slot()
     def _on_training_finished(self):

@@ -77,7 +77,7 @@ class ModelState(QObject):
         self.model_changed.emit(loaded)
 
     # -- after training -------------------------------------------------------------
-    def adopt_training_result(self, result, scan, config=None):
+    def adopt_training_result(self, result, scan):
         """Make a fresh model current and evaluate it; the engine already saved it.
 
         ``result.model`` is the handle of the file the engine wrote in the user's data
@@ -88,7 +88,7 @@ class ModelState(QObject):
         self.model_changed.emit(result.model)
         self._on_autosaved(str(result.model.path))
         if scan is not None:
-            self.evaluate(scan, config)
+            self.evaluate(scan)
 
     @Slot(object)
     def _on_autosaved(self, path):
@@ -117,7 +117,8 @@ class ModelState(QObject):
         show_exception(self.window, "Saving failed", exc, details)
 
     # -- evaluate -------------------------------------------------------------------
-    def evaluate(self, scan, config=None):
+    def evaluate(self, scan):
+        """Evaluate the current model on the images core.evaluation.evaluation_items picks."""
         if self.loaded is None:
             return
         try:

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.errors import Cancelled
 from . import engine
 from ._qt import named
 from .jobs import Job, JobRunner
@@ -38,7 +39,6 @@ TRAINING_TEXT = "The check is paused while a model is training."
 READY_TEXT = ("Check how accuracy holds up when the evaluation images are blurred, brightened, darkened, "
               "flattened, JPEG-compressed, rotated or downscaled, at three severities each.")
 FIXED_COLUMNS = ("Corruption", "Severity", "Overall")
-SEVERITY_NAMES = {0: "—", 1: "mild", 2: "medium", 3: "harsh"}
 
 
 def drop_colour(drop):
@@ -52,36 +52,6 @@ def drop_colour(drop):
     return QColor(255, int(255 - 170 * strength), int(255 - 170 * strength))
 
 
-def draw_severity_chart(figure, report):
-    """Accuracy against severity on ``figure``: one line per corruption, clean dashed.
-
-    Returns:
-        ``{family: Line2D}`` plus ``"clean"``, for tests and callers that restyle them.
-    """
-    figure.clear()
-    axes = figure.add_subplot()
-    lines = {}
-    clean = report["conditions"][0]["accuracy"]
-    families = {}
-    for row in report["conditions"][1:]:
-        families.setdefault(row["family"], []).append((row["severity"] or 1, row["accuracy"]))
-    for family, points in families.items():
-        severities, accuracies = zip(*sorted(points))
-        (lines[family],) = axes.plot(severities, accuracies, marker="o", label=family)
-    severities = sorted({severity for points in families.values() for severity, _ in points}) or [1]
-    lines["clean"] = axes.axhline(clean, color="black", linestyle="--", linewidth=1.2,
-                                  label=f"clean ({clean:.0%})")
-    axes.set_xticks(severities, [SEVERITY_NAMES.get(s, str(s)) for s in severities])
-    axes.set_xlim(severities[0] - 0.25, severities[-1] + 0.25)
-    axes.set_ylim(0, 1.05)
-    axes.set_xlabel("severity")
-    axes.set_ylabel("accuracy")
-    axes.set_title(f"Accuracy on {report['num_images']} {report.get('split', '')} images".replace("  ", " "))
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return lines
-
-
 class RobustnessView(QWidget):
     """Runs the robustness check on the current model and dataset, and shows the result.
 
@@ -93,12 +63,10 @@ class RobustnessView(QWidget):
     check_finished = Signal(object)
     check_cancelled = Signal()
 
-    def __init__(self, parent=None, config_source=None):
-        """``config_source()`` returns the training config whose validation split and seed
-        pick the held-out images of a dataset without a test split (None: the defaults)."""
+    def __init__(self, parent=None):
+        """The check runs on the images core.evaluation.evaluation_items picks for the model."""
         super().__init__(parent)
         named(self, "robustnessView")
-        self.config_source = config_source
         self.corruptions = None  # None: core.robustness.graded_corruptions(); or a list of Corruption
         self._loaded = None
         self._scan = None
@@ -241,14 +209,12 @@ class RobustnessView(QWidget):
 
     @Slot(object, str)
     def _on_failed(self, exc, details):
-        from ..core.dataset import ScanCancelled
-
         if not self._is_current():
-            if isinstance(exc, ScanCancelled):
+            if isinstance(exc, Cancelled):
                 self.check_cancelled.emit()
             return
         self._job = None
-        if isinstance(exc, ScanCancelled):
+        if isinstance(exc, Cancelled):
             self._note = "Check cancelled."
             self._update_state()
             self.check_cancelled.emit()
@@ -266,6 +232,9 @@ class RobustnessView(QWidget):
 
     def show_report(self, report):
         """Fill the table and the chart with a ``robustness_report`` dict."""
+        # Not at import: numpy and Pillow load after the window shows (start-up time).
+        from ..core.robustness import SEVERITY_NAMES, draw_robustness_chart
+
         self._report = report
         names = list(report["class_names"])
         conditions = report["conditions"]
@@ -300,7 +269,7 @@ class RobustnessView(QWidget):
                     item.setToolTip(row["title"])
                 self.table.setItem(row_index, column, item)
         self._fit_table()
-        self.lines = draw_severity_chart(self.figure, report)
+        self.lines = draw_robustness_chart(self.figure, report)
         self.canvas.draw_idle()
         worst = max(conditions[1:], key=lambda row: row["drop"], default=None)
         text = (f"{report['num_images']} {report.get('split', '')} images: clean accuracy "

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.defaults import DEFAULT_SEED
 from ..core.models import DEFAULT_PRESET, PRESETS, Augmentation
 from . import engine
 from ._qt import named, pixmap_from_array
@@ -138,7 +139,7 @@ class TrainingPanel(QWidget):
         self.image_size_spin = named(_spin(16, 1024, 32), "imageSizeSpin")
         self.validation_spin = named(_spin(0, 50, 20), "validationSplitSpin")
         self.validation_spin.setSuffix(" %")
-        self.seed_spin = named(_spin(0, 2**31 - 1, 1337), "seedSpin")
+        self.seed_spin = named(_spin(0, 2**31 - 1, DEFAULT_SEED), "seedSpin")
         # Dataset doctor: TrainingConfig.class_weights="balanced"; its suggestion turns this on.
         self.class_weights_check = named(QCheckBox("Balance classes (class weights)"), "classWeightsCheck")
         self.class_weights_check.setToolTip("Weigh each class by its inverse frequency, so a small class "

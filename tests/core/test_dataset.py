@@ -13,13 +13,12 @@ from imgcls_desktop.core.dataset import (
     DatasetScan,
     ImageItem,
     Problem,
-    ScanCancelled,
     check_trainable,
     collect_image_files,
     scan_dataset,
     split_train_validation,
 )
-from imgcls_desktop.core.errors import DatasetError, ImgclsError
+from imgcls_desktop.core.errors import Cancelled, DatasetError, ImgclsError
 from tests.synthetic import make_shapes_dataset
 
 
@@ -232,7 +231,7 @@ def test_cancel_before_and_during(tmp_path):
     root = make_shapes_dataset(tmp_path / "data", num_classes=2, per_class=20, size=8)
     stop = threading.Event()
     stop.set()
-    with pytest.raises(ScanCancelled):
+    with pytest.raises(Cancelled):
         scan_dataset(root, stop_event=stop)
 
     stop = threading.Event()
@@ -243,7 +242,7 @@ def test_cancel_before_and_during(tmp_path):
         if done >= 5:
             stop.set()
 
-    with pytest.raises(ScanCancelled) as caught:
+    with pytest.raises(Cancelled) as caught:
         scan_dataset(root, on_progress=progress, stop_event=stop)
     assert isinstance(caught.value, ImgclsError)
     assert max(seen) < 10

@@ -41,8 +41,12 @@ def test_report_has_every_corruption_and_class(trained, shapes_split_dataset):
     assert rows["grey"]["drop"] > 0.4
     table = format_table(report)
     assert all(name in table for name in names)
+    # One severity per family: a bar per corruption at its accuracy, clean dashed across.
     figure = robustness_figure(report)
-    assert len(figure.axes) == 1 and len(figure.axes[0].patches) == len(names) * 4
+    axes = figure.axes[0]
+    assert [round(bar.get_height(), 6) for bar in axes.patches] == [round(rows[n]["accuracy"], 6) for n in names[1:]]
+    assert [tick.get_text() for tick in axes.get_xticklabels()] == names[1:]
+    assert list(axes.get_lines()[0].get_ydata()) == [clean] * 2
 
 
 def test_corruptions_keep_shape_and_change_pixels():

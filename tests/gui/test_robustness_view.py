@@ -1,6 +1,7 @@
 """RobustnessView: the real check on a really trained model, its table, chart, CSV and Cancel."""
 
 import csv
+import threading
 
 import pytest
 from PySide6.QtCore import Qt
@@ -109,15 +110,21 @@ def test_check_shows_every_corruption_per_class_with_chart_and_csv(view, loaded,
 
 
 def test_cancel_stops_the_check(view, loaded, scan, qtbot):
-    from imgcls_desktop.gui.jobs import engine_lock
+    from imgcls_desktop.gui.jobs import Job, JobRunner
 
     view.set_model(loaded)
     view.set_dataset(scan)
-    # Holding the engine keeps the job queued, so Cancel lands before its first batch.
-    with engine_lock:
+    # A job ahead of it in the engine's queue keeps the check waiting, so Cancel lands before
+    # its first batch.
+    release = threading.Event()
+    runner = JobRunner()
+    runner.start(Job(release.wait, 60, uses_engine=True))
+    try:
         assert view.run_check()
         view.cancel_button.click()
         assert not view.cancel_button.isEnabled()
+    finally:
+        release.set()
     with qtbot.assertNotEmitted(view.check_finished), qtbot.waitSignal(view.check_cancelled, timeout=60000):
         pass
     assert not view.is_running() and view.report() is None and view.table.rowCount() == 0
