@@ -27,6 +27,48 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 
+class StallBlame:
+    """``--blame``: a thread that, while the GUI thread has not ticked for ``after_ms``, samples
+    every thread's Python stack every 5 ms, so a stall names the code that ran (or held the GIL)."""
+
+    def __init__(self, probe, after_ms=50):
+        import threading
+
+        self.probe, self.after = probe, after_ms / 1000
+        self.samples = []  # (seconds since the probe's start, {thread name: innermost frames})
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="stall-blame", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        import threading
+        import traceback
+
+        names = {}
+        while not self.stopped.wait(0.005):
+            last = self.probe.last
+            if last is None or not self.probe.timer.isActive() or time.perf_counter() - last < self.after:
+                continue
+            names.update({t.ident: t.name for t in threading.enumerate()})
+            stacks = {}
+            for ident, frame in sys._current_frames().items():
+                if ident == threading.get_ident():
+                    continue
+                frames = traceback.extract_stack(frame)[-6 if names.get(ident) != "MainThread" else -40:]
+                stacks[names.get(ident, str(ident))] = " <- ".join(
+                    f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
+            self.samples.append((last - self.probe.started, stacks))
+
+    def report(self):
+        self.stopped.set()
+        from collections import Counter
+
+        counts = Counter((thread, stack) for _at, stacks in self.samples for thread, stack in stacks.items())
+        lines = [f"{len(self.samples)} samples taken during stalls (5 ms apart); most frequent stacks:"]
+        lines += [f"  {n:4d}  [{thread}] {stack}" for (thread, stack), n in counts.most_common(12)]
+        return "\n".join(lines)
+
+
 class StallProbe:
     def __init__(self, interval_ms=10):
         from PySide6.QtCore import QTimer
@@ -69,6 +111,8 @@ def main():
     parser.add_argument("--dataset", help="dataset folder (default: the bundled sample)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--preset", default=None, help="preset to train (default: the app's default)")
+    parser.add_argument("--blame", action="store_true",
+                        help="sample every thread's stack during stalls over 50 ms and print the commonest")
     args = parser.parse_args()
     os.environ.setdefault("IMGCLS_DATA_DIR", str(Path.home() / ".cache" / "imgcls-desktop" / "bench-userdata"))
 
@@ -97,6 +141,7 @@ def main():
     else:
         warm_up_in_background()
     probe = StallProbe()
+    blame = StallBlame(probe) if args.blame else None
     rows = {}
 
     dataset = args.dataset or sample_dataset_path()
@@ -161,6 +206,8 @@ def main():
     out.write_text(text)
     print(text)
     print(f"wrote {out}")
+    if blame is not None:
+        print(blame.report())
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ def test_scan_shows_classes_problems_duplicates_and_chart(qtbot, browser, messy_
     assert "Problems (2)" in tab_texts and "Duplicates (1)" in tab_texts
 
     assert browser.chart.counts() == {"all": {"circle": PER_CLASS, "square": PER_CLASS, "triangle": PER_CLASS + 1}}
+    browser.chart.flush()  # drawn on the chart thread; now, for the test
     assert len(browser.chart.axes.patches) == 3
     assert browser.imbalance_label.isHidden()
 
@@ -172,6 +173,7 @@ def test_split_layout_shows_per_split_counts(qtbot, browser, shapes_split_datase
     assert class_list.item(0).text() == "circle (train 24, test 8)"
     assert browser.chart.counts() == {"train": dict.fromkeys(scan.class_names, 24),
                                       "test": dict.fromkeys(scan.class_names, 8)}
+    browser.chart.flush()
     assert len(browser.chart.axes.patches) == 6
 
     with qtbot.waitSignal(browser.thumbnails_loaded, timeout=30000):
