@@ -158,13 +158,18 @@ def precision_policy(gpu_capabilities: Sequence[tuple[int, ...] | None], overrid
         gpu_capabilities: The compute capability ``(major, minor)`` of each GPU that
             trains (empty on a CPU); None for a GPU that does not say.
         override: "auto" (the rule above), "on" or "off": the ``IMGCLS_MIXED_PRECISION``
-            environment variable, for measuring both ways (``benchmarks/gpu_check.sh``).
+            environment variable, for measuring both ways (``benchmarks/gpu_check.sh``);
+            "bf16" trains in ``mixed_bfloat16``, for measuring it on CPUs with AVX512_BF16
+            or AMX (``benchmarks/time_budget.py --env``). Never chosen by "auto": it was
+            not faster at equal accuracy where it was measured (README, *Speed*).
 
     Returns:
-        ``"mixed_float16"`` or ``"float32"``.
+        ``"mixed_float16"``, ``"mixed_bfloat16"`` or ``"float32"``.
     """
     if override == "on":
         return "mixed_float16"
+    if override == "bf16":
+        return "mixed_bfloat16"
     if override == "off" or not gpu_capabilities:
         return "float32"
     if all(cap is not None and tuple(cap) >= MIXED_PRECISION_MIN_CAPABILITY for cap in gpu_capabilities):
@@ -190,6 +195,8 @@ def devices_sentence(gpu_count: int, cores: int, policy: str = "float32", worker
         local = f"CPU, {cores} core" + ("s" if cores != 1 else "")
     if policy == "mixed_float16":
         local += ", mixed precision"
+    elif policy == "mixed_bfloat16":
+        local += ", bfloat16"
     if workers > 1:
         return f"{workers} machines: {local} each"
     return local
@@ -422,7 +429,7 @@ class Plan:
         Returns:
             The same model.
         """
-        if self.policy != "mixed_float16":
+        if self.policy not in ("mixed_float16", "mixed_bfloat16"):
             return model
         keras_float32_head(model)
         return model
@@ -533,8 +540,8 @@ def _make_plan(mode, cluster):
     details = _gpu_details()
     kind = choose_kind(mode, len(details), cluster)
     override = os.environ.get("IMGCLS_MIXED_PRECISION", "auto").strip().lower()
-    if override not in ("auto", "on", "off"):
-        raise TrainingError(f"IMGCLS_MIXED_PRECISION is {override!r}; use auto, on or off.")
+    if override not in ("auto", "on", "off", "bf16"):
+        raise TrainingError(f"IMGCLS_MIXED_PRECISION is {override!r}; use auto, on, off or bf16.")
     if kind == "default":
         trains_on = details[:1]
         policy = precision_policy(trains_on, override)

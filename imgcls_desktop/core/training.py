@@ -250,6 +250,7 @@ def _train_in_scope(dataset, config, clock, on_progress, stop_event, plan, evalu
     fitted = _fit(model, data, config, preset, num_classes, clock, evaluated, on_progress, stop_event)
     fit_ended = clock.elapsed()
     metadata = _metadata(scan, config, preset, model, data, fitted)
+    metadata["training"]["precision"] = plan.policy  # float32 unless a GPU or IMGCLS_MIXED_PRECISION chose otherwise
     metadata["calibration"] = _calibration(fitted.calibrate_model, fitted.calibrate_x, data.y_val, num_classes,
                                            preset.tta)
     seconds = clock.elapsed()

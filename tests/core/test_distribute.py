@@ -69,6 +69,8 @@ def test_mixed_precision_only_on_gpus_that_are_fast_at_float16():
     assert distribute.precision_policy([None]) == "float32"  # unknown: the safe choice
     assert distribute.precision_policy([(8, 0)], "off") == "float32"  # IMGCLS_MIXED_PRECISION
     assert distribute.precision_policy([], "on") == "mixed_float16"  # measuring on a CPU
+    assert distribute.precision_policy([], "bf16") == "mixed_bfloat16"  # measuring AVX512_BF16 / AMX
+    assert distribute.precision_policy([(8, 0)], "bf16") == "mixed_bfloat16"
 
 
 def test_devices_sentence():
@@ -76,6 +78,7 @@ def test_devices_sentence():
     assert distribute.devices_sentence(0, 1) == "CPU, 1 core"
     assert distribute.devices_sentence(2, 16, "mixed_float16") == "2 GPUs, mixed precision"
     assert distribute.devices_sentence(1, 16) == "1 GPU"
+    assert distribute.devices_sentence(0, 2, "mixed_bfloat16") == "CPU, 2 cores, bfloat16"
     assert distribute.devices_sentence(1, 16, "mixed_float16", workers=3) == \
         "3 machines: 1 GPU, mixed precision each"
 
@@ -195,4 +198,27 @@ def test_mixed_precision_training_learns_and_saves_a_float32_head(shapes_dataset
     assert result.model.get_layer("probabilities").compute_dtype == "float32"
     path = save_model(result.model, tmp_path / "mixed.keras", result.metadata)
     loaded = load_model(path)
+    assert loaded.model.get_layer("probabilities").compute_dtype == "float32"
+
+
+@pytest.mark.slow  # ~60 s on 2 cores; on a CPU without AVX512_BF16 bfloat16 is emulated
+def test_bfloat16_training_learns_records_its_precision_and_saves_a_float32_head(shapes_dataset, monkeypatch,
+                                                                                tmp_path):
+    """IMGCLS_MIXED_PRECISION=bf16, the switch benchmarks/time_budget.py --env measures."""
+    from imgcls_desktop.core.backend import keras_module
+    from imgcls_desktop.core.model_io import load_model, save_model
+    from imgcls_desktop.core.training import TrainingConfig, train
+
+    monkeypatch.setenv("IMGCLS_MIXED_PRECISION", "bf16")
+    monkeypatch.setattr(distribute, "_plans", {})
+    try:
+        result = train(shapes_dataset, TrainingConfig(preset="small_cnn", epochs=6, batch_size=16,
+                                                      learning_rate=0.05, seed=3, distribute="off"))
+    finally:
+        keras_module().mixed_precision.set_global_policy("float32")
+    assert result.metadata["training"]["precision"] == "mixed_bfloat16"
+    assert type(result.model.optimizer).__name__ != "LossScaleOptimizer"  # bfloat16 needs no loss scaling
+    assert result.best_val_accuracy >= 0.7
+    assert result.model.get_layer("probabilities").compute_dtype == "float32"
+    loaded = load_model(save_model(result.model, tmp_path / "bf16.keras", result.metadata))
     assert loaded.model.get_layer("probabilities").compute_dtype == "float32"
