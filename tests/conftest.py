@@ -58,6 +58,29 @@ def pytest_timeout_cancel_timer(item):
 
 
 @pytest.fixture(autouse=True)
+def _engine_on_a_thread(request):
+    """Window tests talk to an engine served on a thread of the test process.
+
+    Each window that closes shuts its engine down, and a real engine process imports
+    TensorFlow again when the next test starts one: seconds of CPU per test. The thread
+    serves the same task registry over the same protocol (see ``in_process_engine``). Tests
+    marked ``engine_process`` keep the real process (tests/gui/test_engine_window.py: the
+    window never imports TensorFlow, a killed engine, no orphan); tests/test_engine.py
+    starts its own.
+    """
+    if request.node.get_closest_marker("engine_process") or "in_process_engine" in request.fixturenames:
+        yield
+        return
+    from imgcls_desktop.engine.client import EngineClient, set_shared_client
+
+    client = EngineClient(in_thread=True)
+    previous = set_shared_client(client)
+    yield
+    set_shared_client(previous)
+    client.close(60)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_user_data(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("IMGCLS_DATA_DIR", str(tmp_path_factory.mktemp("userdata")))
 

@@ -7,7 +7,11 @@ Keras, because the engine process did all of it.
 
 import sys
 
+import pytest
+
 from imgcls_desktop.gui.self_test import drop_files
+
+pytestmark = pytest.mark.engine_process  # the real engine process, not tests/conftest.py's thread
 
 
 def test_train_evaluate_predict_without_tensorflow_in_the_window(window, qtbot, shapes_split_dataset):

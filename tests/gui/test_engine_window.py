@@ -9,6 +9,9 @@ import pytest
 
 from imgcls_desktop.engine.client import crash_message, shared_client
 
+# The real engine process: what these tests are about (tests/conftest.py serves it on a thread otherwise).
+pytestmark = pytest.mark.engine_process
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
