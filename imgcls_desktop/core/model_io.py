@@ -95,19 +95,35 @@ class LoadedModel:
             ``epochs_run``, ``best_val_accuracy``, ``history``, ``forward_mflops`` and
             ``test_time_augmentation``.
         """
-        training = self.metadata.get("training", {})
-        return {
-            "path": str(self.path),
-            "preset": self.preset,
-            "image_size": list(self.image_size),
-            "class_names": list(self.class_names),
-            "parameters": int(self.model.count_params()),
-            "epochs_run": training.get("epochs_run"),
-            "best_val_accuracy": training.get("best_val_accuracy"),
-            "history": training.get("history", {}),
-            "forward_mflops": training.get("forward_mflops"),
-            "test_time_augmentation": self.metadata.get("test_time_augmentation"),
-        }
+        return model_summary(self, int(self.model.count_params()))
+
+
+def model_summary(model: Any, parameters: int) -> dict[str, Any]:
+    """:meth:`LoadedModel.summary` of anything with its fields, without TensorFlow.
+
+    The window's process holds the engine's models as handles (``gui.session.ModelHandle``)
+    with the same ``path``, ``preset``, ``image_size``, ``class_names`` and ``metadata``.
+
+    Args:
+        model: A ``LoadedModel`` or a handle with those attributes.
+        parameters: The model's parameter count.
+
+    Returns:
+        The summary dict (see :meth:`LoadedModel.summary`).
+    """
+    training = model.metadata.get("training", {})
+    return {
+        "path": str(model.path),
+        "preset": model.preset,
+        "image_size": list(model.image_size),
+        "class_names": list(model.class_names),
+        "parameters": int(parameters),
+        "epochs_run": training.get("epochs_run"),
+        "best_val_accuracy": training.get("best_val_accuracy"),
+        "history": training.get("history", {}),
+        "forward_mflops": training.get("forward_mflops"),
+        "test_time_augmentation": model.metadata.get("test_time_augmentation"),
+    }
 
 
 # -- saving -----------------------------------------------------------------------------

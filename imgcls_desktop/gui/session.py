@@ -47,20 +47,10 @@ class ModelHandle:
         return list((self.metadata.get("dataset") or {}).get("validation_files") or [])
 
     def summary(self):
-        """What the window's model summary shows (as ``LoadedModel.summary``)."""
-        training = self.metadata.get("training", {})
-        return {
-            "path": str(self.path),
-            "preset": self.preset,
-            "image_size": list(self.image_size),
-            "class_names": list(self.class_names),
-            "parameters": int(self.parameters or 0),
-            "epochs_run": training.get("epochs_run"),
-            "best_val_accuracy": training.get("best_val_accuracy"),
-            "history": training.get("history", {}),
-            "forward_mflops": training.get("forward_mflops"),
-            "test_time_augmentation": self.metadata.get("test_time_augmentation"),
-        }
+        """What the window's model summary shows (``core.model_io.model_summary``)."""
+        from ..core.model_io import model_summary  # no TensorFlow: the engine holds the model
+
+        return model_summary(self, self.parameters or 0)
 
 
 def model_path(model):
