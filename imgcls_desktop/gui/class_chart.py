@@ -9,7 +9,7 @@ first counts arrive it paints "No dataset" itself, without matplotlib (start-up 
 
 import threading
 
-from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtCore import QSize, Qt, QTimer, Slot
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
@@ -175,6 +175,10 @@ class ClassCountChart(QWidget):
         row_height = 14 + 8 * (num_splits - 1)
         height = min(_MAX_HEIGHT, max(_MIN_HEIGHT, _MARGIN_HEIGHT + num_classes * row_height))
         self.setFixedHeight(height)
+        self.updateGeometry()
+
+    def sizeHint(self):  # noqa: N802 (Qt's name): the scroll area and splitter size it by this
+        return QSize(500, max(200, self.minimumHeight()))  # 5x2 inches at 100 dpi, as the figure
 
 
 def _class_names(counts):

@@ -201,7 +201,7 @@ def test_mixed_precision_training_learns_and_saves_a_float32_head(shapes_dataset
     assert loaded.model.get_layer("probabilities").compute_dtype == "float32"
 
 
-@pytest.mark.slow  # ~60 s on 2 cores; on a CPU without AVX512_BF16 bfloat16 is emulated
+@pytest.mark.slow  # 3 s with AVX512_BF16; emulated (far slower) on CPUs without it
 def test_bfloat16_training_learns_records_its_precision_and_saves_a_float32_head(shapes_dataset, monkeypatch,
                                                                                 tmp_path):
     """IMGCLS_MIXED_PRECISION=bf16, the switch benchmarks/time_budget.py --env measures."""

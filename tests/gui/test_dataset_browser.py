@@ -78,6 +78,10 @@ def test_scan_shows_classes_problems_duplicates_and_chart(qtbot, browser, messy_
     assert browser.chart.counts() == {"all": {"circle": PER_CLASS, "square": PER_CLASS, "triangle": PER_CLASS + 1}}
     browser.chart.flush()  # drawn on the chart thread; now, for the test
     assert len(browser.chart.axes.patches) == 3
+    # The chart asks for its whole height, so its scroll area shows it without a scroll bar.
+    scroll = browser.chart.parentWidget().parentWidget()
+    qtbot.waitUntil(lambda: scroll.viewport().height() >= browser.chart.height() >= 150)
+    assert browser.chart._image is not None and browser.chart._image.height() == browser.chart.height()
     assert browser.imbalance_label.isHidden()
 
 
