@@ -212,6 +212,10 @@ class EngineClient:
                 process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 return False
+        # Ended now: not only once the reader thread has noticed (a caller may ask at once).
+        with self._lock:
+            if self._process is process:
+                self._alive = False
         return True
 
     def kill(self):
