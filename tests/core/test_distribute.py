@@ -178,47 +178,44 @@ def test_peer_watch_reports_a_peer_that_never_started():
     assert len(lost) == 1 and "never started" in lost[0]
 
 
+def _train_at_precision(shapes_dataset, monkeypatch, override):
+    """A small run with IMGCLS_MIXED_PRECISION=override; the global policy is reset after."""
+    from imgcls_desktop.core.backend import keras_module
+    from imgcls_desktop.core.training import TrainingConfig, train
+
+    monkeypatch.setenv("IMGCLS_MIXED_PRECISION", override)
+    monkeypatch.setattr(distribute, "_plans", {})
+    try:
+        return train(shapes_dataset, TrainingConfig(preset="small_cnn", epochs=6, batch_size=16,
+                                                    learning_rate=0.05, seed=3, distribute="off"))
+    finally:
+        keras_module().mixed_precision.set_global_policy("float32")
+
+
+def _saved_head_is_float32(result, path):
+    from imgcls_desktop.core.model_io import load_model, save_model
+
+    assert result.model.get_layer("probabilities").compute_dtype == "float32"
+    loaded = load_model(save_model(result.model, path, result.metadata))
+    assert loaded.model.get_layer("probabilities").compute_dtype == "float32"
+
+
 @pytest.mark.slow  # ~85 s on 2 cores: float16 is emulated on a CPU
 def test_mixed_precision_training_learns_and_saves_a_float32_head(shapes_dataset, monkeypatch, tmp_path):
     """The GPU path's precision, run on the CPU (emulated float16: slow, so a small run)."""
-    from imgcls_desktop.core.backend import keras_module
-    from imgcls_desktop.core.model_io import load_model, save_model
-    from imgcls_desktop.core.training import TrainingConfig, train
-
-    monkeypatch.setenv("IMGCLS_MIXED_PRECISION", "on")
-    monkeypatch.setattr(distribute, "_plans", {})
-    try:
-        result = train(shapes_dataset, TrainingConfig(preset="small_cnn", epochs=6, batch_size=16,
-                                                      learning_rate=0.05, seed=3, distribute="off"))
-    finally:
-        keras_module().mixed_precision.set_global_policy("float32")
+    result = _train_at_precision(shapes_dataset, monkeypatch, "on")
     assert distribute.plan_for("off").policy == "mixed_float16"
     assert type(result.model.optimizer).__name__ == "LossScaleOptimizer"  # the loss is scaled
     assert result.best_val_accuracy >= 0.7
-    assert result.model.get_layer("probabilities").compute_dtype == "float32"
-    path = save_model(result.model, tmp_path / "mixed.keras", result.metadata)
-    loaded = load_model(path)
-    assert loaded.model.get_layer("probabilities").compute_dtype == "float32"
+    _saved_head_is_float32(result, tmp_path / "mixed.keras")
 
 
 @pytest.mark.slow  # 3 s with AVX512_BF16; emulated (far slower) on CPUs without it
 def test_bfloat16_training_learns_records_its_precision_and_saves_a_float32_head(shapes_dataset, monkeypatch,
                                                                                 tmp_path):
     """IMGCLS_MIXED_PRECISION=bf16, the switch benchmarks/time_budget.py --env measures."""
-    from imgcls_desktop.core.backend import keras_module
-    from imgcls_desktop.core.model_io import load_model, save_model
-    from imgcls_desktop.core.training import TrainingConfig, train
-
-    monkeypatch.setenv("IMGCLS_MIXED_PRECISION", "bf16")
-    monkeypatch.setattr(distribute, "_plans", {})
-    try:
-        result = train(shapes_dataset, TrainingConfig(preset="small_cnn", epochs=6, batch_size=16,
-                                                      learning_rate=0.05, seed=3, distribute="off"))
-    finally:
-        keras_module().mixed_precision.set_global_policy("float32")
+    result = _train_at_precision(shapes_dataset, monkeypatch, "bf16")
     assert result.metadata["training"]["precision"] == "mixed_bfloat16"
     assert type(result.model.optimizer).__name__ != "LossScaleOptimizer"  # bfloat16 needs no loss scaling
     assert result.best_val_accuracy >= 0.7
-    assert result.model.get_layer("probabilities").compute_dtype == "float32"
-    loaded = load_model(save_model(result.model, tmp_path / "bf16.keras", result.metadata))
-    assert loaded.model.get_layer("probabilities").compute_dtype == "float32"
+    _saved_head_is_float32(result, tmp_path / "bf16.keras")
